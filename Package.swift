@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+// kvstat: streaming statistics and low-rank fitting for LLM KV-cache dumps stored in HDF5.
+import PackageDescription
+
+let package = Package(
+    name: "kvstat",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kvstat", targets: ["kvstat"]),
+        .library(name: "KVStat", targets: ["KVStat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries, wrapped once (see docs/architecture.md). Only HDF5Kit and KVNumerics import these.
+        .systemLibrary(
+            name: "CHDF5", pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(
+            name: "CLAPACK", pkgConfig: "openblas",
+            providers: [.apt(["liblapacke-dev", "libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CFFTW", pkgConfig: "fftw3f",
+            providers: [.apt(["libfftw3-dev"])]),
+        .target(name: "CHalfFloat"),
+
+        .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
+        .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat"]),
+        .target(
+            name: "KVStat",
+            dependencies: ["HDF5Kit", "KVNumerics", .product(name: "Yams", package: "Yams")]),
+        .target(name: "KVReport", dependencies: ["KVStat"]),
+        .executableTarget(
+            name: "kvstat",
+            dependencies: [
+                "KVStat", "KVReport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit"]),
+        .testTarget(name: "KVNumericsTests", dependencies: ["KVNumerics"]),
+        .testTarget(name: "KVStatTests", dependencies: ["KVStat", "HDF5Kit", "KVNumerics"]),
+        .testTarget(name: "KVReportTests", dependencies: ["KVReport", "KVStat"]),
+        .testTarget(name: "kvstatTests", dependencies: ["KVStat", "HDF5Kit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

