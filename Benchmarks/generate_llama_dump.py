@@ -23,7 +23,8 @@ Structure, so every statistic `kvstat analyze` reports has something to find:
     where the orthonormal bases drift with depth: B_l = orth(a B_{l-1} + b G_l)
     (adjacent layers share part of their subspaces);
   * a small per-channel mean, isotropic Gaussian noise holding --noise (5 %) of
-    each tensor's energy, 4 outlier key channels per layer scaled x20, and
+    each tensor's energy, 4 outlier key channels scaled x20 (the same channels
+    in every layer, as in real Llama caches), and
     token 0 an attention sink (whole row x30, keys and values).
 
 Memory stays O(--block) (default 4096 tokens, ~100 MB) whatever --tokens is:
@@ -69,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--value-rank", type=int, default=96)
     p.add_argument("--noise", type=float, default=0.05,
                    help="fraction of each tensor's energy that is isotropic noise")
-    p.add_argument("--layer-share", type=float, default=0.8,
+    p.add_argument("--layer-share", type=float, default=0.9,
                    help="weight a of layer l-1 in layer l's latents and bases")
     p.add_argument("--outlier-channels", type=int, default=4)
     p.add_argument("--outlier-scale", type=float, default=20.0)
@@ -108,6 +109,8 @@ def build_structure(a):
     """Per-layer [LATENT, C] maps, channel means, outlier scales, noise std (float32)."""
     rng = np.random.default_rng([a.seed, 0])
     c = a.kv_heads * a.head_dim
+    # the same key channels are outliers in every layer, as in real Llama caches
+    outliers = np.sort(rng.choice(c, a.outlier_channels, replace=False))
     specs = {
         # kind: (rank, singular-value profile, RMS at layer 0 -> last layer, mean size)
         "key": (a.key_rank, np.exp(-np.arange(a.key_rank) / 8.0), (1.0, 1.5), 0.2),
@@ -128,7 +131,7 @@ def build_structure(a):
             mean = mean_size * rms * rng.standard_normal(c)
             scale = np.ones(c)
             if kind == "key" and a.outlier_channels:
-                scale[rng.choice(c, a.outlier_channels, replace=False)] = a.outlier_scale
+                scale[outliers] = a.outlier_scale
             per_layer.append(dict(
                 map=np.ascontiguousarray(m, dtype=np.float32),
                 mean=mean.astype(np.float32),
@@ -188,7 +191,9 @@ def main(argv=None):
 
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     # libver upper bound v110: the Swift side links Debian's libhdf5 1.10.
-    with h5py.File(a.out, "w", libver=("earliest", "v110")) as f:
+    # rdcc_nbytes=0: every write covers whole chunks, so skip the chunk cache; with
+    # HDF5 2.x's 8 MiB default each of the 2L datasets would keep 8 MiB of chunks.
+    with h5py.File(a.out, "w", libver=("earliest", "v110"), rdcc_nbytes=0) as f:
         f.attrs["kvstat_format"] = FORMAT
         f.attrs["model"] = "synthetic-llama-3.1-8b-shape"
         f.attrs["created_by"] = "Benchmarks/generate_llama_dump.py"

@@ -25,8 +25,9 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
     public let filters: [HDF5Filter]
     private let fileType: Handle
 
-    /// Chunk cache per open dataset: large enough that a token block spanning chunks decodes each once.
-    static let chunkCacheBytes = 64 << 20
+    /// Chunk cache per open dataset. Token blocks are read in whole chunks along every axis but tokens, so the
+    /// cache only has to hold the chunks a block boundary cuts; kvstat keeps one dataset open per layer.
+    static let chunkCacheBytes = 8 << 20
 
     convenience init(openIn parent: Handle, path: String, file: String) throws {
         silenceHDF5ErrorPrinting()

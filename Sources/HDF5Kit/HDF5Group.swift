@@ -68,13 +68,19 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
         return try HDF5Dataset(openIn: handle, path: childPath(relative), file: filePath)
     }
 
-    /// Creates a child group (intermediate groups too).
-    public func createGroup(_ relative: String) throws -> HDF5Group {
+    /// A link-creation property list that creates missing intermediate groups.
+    private func intermediateGroupsPropertyList(_ relative: String) throws -> Handle {
         let lcpl = H5Pcreate(kv_h5p_link_create())
         try check(lcpl, .createFailed, "cannot create property list", file: filePath, object: childPath(relative))
-        let lcplHandle = Handle(lcpl, .propertyList)
-        H5Pset_create_intermediate_group(lcplHandle.id, 1)
-        let id = H5Gcreate2(handle.id, relative, lcplHandle.id, kv_h5p_default(), kv_h5p_default())
+        let handle = Handle(lcpl, .propertyList)
+        H5Pset_create_intermediate_group(handle.id, 1)
+        return handle
+    }
+
+    /// Creates a child group (intermediate groups too).
+    public func createGroup(_ relative: String) throws -> HDF5Group {
+        let lcpl = try intermediateGroupsPropertyList(relative)
+        let id = H5Gcreate2(handle.id, relative, lcpl.id, kv_h5p_default(), kv_h5p_default())
         try check(id, .createFailed, "cannot create group", file: filePath, object: childPath(relative))
         return HDF5Group(handle: Handle(id, .group), path: childPath(relative), file: filePath)
     }
@@ -100,7 +106,8 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
                 H5Pset_deflate(dcpl.id, UInt32(gzipLevel))
             }
         }
-        let id = H5Dcreate2(handle.id, relative, T.memoryElement.nativeType, space.id, kv_h5p_default(), dcpl.id, kv_h5p_default())
+        let lcpl = try intermediateGroupsPropertyList(relative)
+        let id = H5Dcreate2(handle.id, relative, T.memoryElement.nativeType, space.id, lcpl.id, dcpl.id, kv_h5p_default())
         let dataset = Handle(try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
         if !values.isEmpty {
             let status = values.withUnsafeBytes { raw in

@@ -15,10 +15,12 @@ public final class TensorReader {
     let dataset: HDF5Dataset
     let location: TensorLocation
     let format: StorageFormat
-    private var raw: [UInt8] = []
-    private var converted: [Float] = []
+    private let scratch: ReadScratch
 
-    public init(dump: Dump, layer: Int, kind: TensorKind) throws(DumpError) {
+    /// Opens the tensor. Readers that are used one at a time (one per layer, say) can share `scratch`, so
+    /// memory is one block's worth of conversion buffers however many readers are open.
+    public init(dump: Dump, layer: Int, kind: TensorKind, scratch: ReadScratch = ReadScratch()) throws(DumpError) {
+        self.scratch = scratch
         self.dump = dump
         self.layer = layer
         self.kind = kind
@@ -54,7 +56,7 @@ public final class TensorReader {
         let columns = headRange.count * headDim
         precondition(output.count >= (row + count) * columns, "output buffer too small")
         if elements == 0 { return }
-        if converted.count < elements { converted = [Float](repeating: 0, count: elements) }
+        if scratch.converted.count < elements { scratch.converted = [Float](repeating: 0, count: elements) }
         try translatingHDF5Errors(file: dump.path) {
             try readConverted(starts: starts, counts: counts, elements: elements)
         }
@@ -64,7 +66,7 @@ public final class TensorReader {
         let st = strides[axes.index(of: "t")!], sd = strides[axes.index(of: "d")!]
         let sh = axes.index(of: "h").map { strides[$0] } ?? 0
         let d = headDim, nh = headRange.count
-        converted.withUnsafeBufferPointer { source in
+        scratch.converted.withUnsafeBufferPointer { source in
             for i in 0..<count {
                 let out = (row + i) * columns
                 for h in 0..<nh {
@@ -84,20 +86,29 @@ public final class TensorReader {
     private func readConverted(starts: [Int], counts: [Int], elements: Int) throws {
         switch format {
         case .float32, .float64:
-            try converted.withUnsafeMutableBytes { try dataset.read(start: starts, count: counts, as: .float32, into: $0) }
+            try scratch.converted.withUnsafeMutableBytes { try dataset.read(start: starts, count: counts, as: .float32, into: $0) }
         case .float16, .bfloat16:
-            if raw.count < elements * 2 { raw = [UInt8](repeating: 0, count: elements * 2) }
-            try raw.withUnsafeMutableBytes { try dataset.read(start: starts, count: counts, as: .fileType, into: $0) }
-            raw.withUnsafeMutableBytes { bytes in
+            if scratch.raw.count < elements * 2 { scratch.raw = [UInt8](repeating: 0, count: elements * 2) }
+            try scratch.raw.withUnsafeMutableBytes { try dataset.read(start: starts, count: counts, as: .fileType, into: $0) }
+            scratch.raw.withUnsafeMutableBytes { bytes in
                 let halves = bytes.bindMemory(to: UInt16.self)
                 if !dataset.isLittleEndian {
                     for i in 0..<elements { halves[i] = halves[i].byteSwapped }
                 }
-                converted.withUnsafeMutableBufferPointer { out in
+                scratch.converted.withUnsafeMutableBufferPointer { out in
                     let source = UnsafeBufferPointer(rebasing: halves[0..<elements])
                     if format == .float16 { HalfFloat.halfToFloat(source, out) } else { HalfFloat.bfloat16ToFloat(source, out) }
                 }
             }
         }
     }
+}
+
+/// Conversion buffers a `TensorReader` reads through: the stored bytes and their float32 values in storage
+/// order. Shared by readers used one after another; never by two threads at once.
+public final class ReadScratch {
+    var raw: [UInt8] = []
+    var converted: [Float] = []
+
+    public init() {}
 }

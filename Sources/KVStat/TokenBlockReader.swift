@@ -1,7 +1,7 @@
 // The stream every statistic folds: one layer's tensor as consecutive blocks of at most `blockTokens` valid
 // token rows × (heads × head_dim) float32 columns. Memory is one block, whatever the token count.
 
-/// One block of token rows handed to a statistic. `values` points into the reader's buffer: valid only
+/// One block of token rows handed to a statistic. `values` points into a reader's buffer: valid only
 /// inside the callback that received the block; never store it.
 public struct TokenBlock {
     /// Rows in this block (≤ the reader's block size).
@@ -21,24 +21,78 @@ public struct TokenBlock {
     public var validRows: Int { rows - excludedRows.count }
 }
 
+/// How a dump's valid tokens are cut into blocks: the same for every layer and kind, so blocks of
+/// different layers hold the same tokens row for row (what cross-layer statistics rely on).
+public struct BlockPlan: Sendable {
+    /// Token runs cut to at most `blockTokens` tokens.
+    public let pieces: [TokenRun]
+    /// Each block's range of `pieces`.
+    public let blocks: [Range<Int>]
+    public let blockTokens: Int
+
+    public init(runs: TokenRuns, blockTokens: Int) {
+        precondition(blockTokens > 0, "blockTokens must be positive")
+        self.blockTokens = blockTokens
+        pieces = runs.split(maxCount: blockTokens)
+        var blocks: [Range<Int>] = []
+        var index = 0
+        while index < pieces.count {
+            let first = index
+            var rows = 0
+            while index < pieces.count && rows + pieces[index].count <= blockTokens {
+                rows += pieces[index].count
+                index += 1
+            }
+            blocks.append(first..<index)
+        }
+        self.blocks = blocks
+    }
+
+    /// Reads block `index` of `reader`'s tensor into `buffer` (resized as needed), zeroes rows holding
+    /// non-finite values, and returns the block.
+    public func read(_ index: Int, from reader: TensorReader, into buffer: inout [Float], _ body: (TokenBlock) throws -> Void) throws {
+        let columns = reader.heads * reader.headDim
+        if buffer.count < blockTokens * columns { buffer = [Float](repeating: 0, count: blockTokens * columns) }
+        var rows = 0
+        for piece in pieces[blocks[index]] {
+            try buffer.withUnsafeMutableBufferPointer { out throws(DumpError) in
+                try reader.read(sequence: piece.sequence, start: piece.start, count: piece.count, into: out, row: rows)
+            }
+            rows += piece.count
+        }
+        var excluded: [Int] = []
+        var nonFinite = 0
+        buffer.withUnsafeMutableBufferPointer { values in
+            for r in 0..<rows {
+                var bad = 0
+                for c in 0..<columns where !values[r * columns + c].isFinite { bad += 1 }
+                if bad > 0 {
+                    nonFinite += bad
+                    excluded.append(r)
+                    for c in 0..<columns { values[r * columns + c] = 0 }
+                }
+            }
+        }
+        try buffer.withUnsafeBufferPointer { values in
+            try body(TokenBlock(rows: rows, columns: columns, values: UnsafeBufferPointer(rebasing: values[0..<(rows * columns)]),
+                                runs: pieces[blocks[index]], excludedRows: excluded, nonFiniteValues: nonFinite))
+        }
+    }
+}
+
 /// Streams one (layer, kind) tensor of a dump as token blocks.
 public final class TokenBlockReader {
     public let reader: TensorReader
-    public let blockTokens: Int
-    /// Runs cut to at most `blockTokens` tokens each.
-    let pieces: [TokenRun]
-    private var buffer: [Float]
+    public let plan: BlockPlan
+    private var buffer: [Float] = []
 
-    /// Default rows per block: large enough for BLAS to run near its peak, small enough to stay in cache-
-    /// friendly megabytes (4096 × 1024 float32 = 16 MiB).
+    /// Default rows per block: large enough for BLAS to run near its peak, small enough that a block of a
+    /// 1024-channel layer is 16 MiB.
     public static let defaultBlockTokens = 4096
 
     public init(dump: Dump, layer: Int, kind: TensorKind, blockTokens: Int = TokenBlockReader.defaultBlockTokens) throws(DumpError) {
-        precondition(blockTokens > 0, "blockTokens must be positive")
         reader = try TensorReader(dump: dump, layer: layer, kind: kind)
-        self.blockTokens = blockTokens
-        pieces = dump.tokenRuns.split(maxCount: blockTokens)
-        buffer = [Float](repeating: 0, count: blockTokens * reader.heads * reader.headDim)
+        plan = BlockPlan(runs: dump.tokenRuns, blockTokens: blockTokens)
     }
 
     /// Columns of every block.
@@ -46,37 +100,8 @@ public final class TokenBlockReader {
 
     /// Calls `body` with each block in token order (sequence, then position).
     public func forEachBlock(_ body: (TokenBlock) throws -> Void) throws {
-        let columns = self.columns
-        var index = 0
-        while index < pieces.count {
-            var rows = 0
-            let first = index
-            while index < pieces.count && rows + pieces[index].count <= blockTokens {
-                let piece = pieces[index]
-                try buffer.withUnsafeMutableBufferPointer { out throws(DumpError) in
-                    try reader.read(sequence: piece.sequence, start: piece.start, count: piece.count, into: out, row: rows)
-                }
-                rows += piece.count
-                index += 1
-            }
-            var excluded: [Int] = []
-            var nonFinite = 0
-            buffer.withUnsafeMutableBufferPointer { values in
-                for r in 0..<rows {
-                    var bad = 0
-                    for c in 0..<columns where !values[r * columns + c].isFinite { bad += 1 }
-                    if bad > 0 {
-                        nonFinite += bad
-                        excluded.append(r)
-                        for c in 0..<columns { values[r * columns + c] = 0 }
-                    }
-                }
-            }
-            try buffer.withUnsafeBufferPointer { values in
-                let block = TokenBlock(rows: rows, columns: columns, values: UnsafeBufferPointer(rebasing: values[0..<(rows * columns)]),
-                                       runs: pieces[first..<index], excludedRows: excluded, nonFiniteValues: nonFinite)
-                try body(block)
-            }
+        for index in plan.blocks.indices {
+            try plan.read(index, from: reader, into: &buffer, body)
         }
     }
 }

@@ -110,3 +110,40 @@ struct CLI {
         #expect(result.stderr.contains("--block-tokens must be positive"))
     }
 }
+
+@Suite struct AnalyzeCLITests {
+    @Test func analyzeSampleWritesEveryOutput() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("analyze-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try CLI.run(["analyze", CLI.sample, "-o", directory, "--layers", "0-2", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(files == ["channels.csv", "frequency.csv", "layers.csv", "similarity.csv", "spectra.csv", "stats.json", "summary.md"])
+        let stats = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
+        #expect(stats["schema"] as? String == "kvstat.stats/1")
+        let layers = try #require(stats["layers"] as? [[String: Any]])
+        #expect(layers.count == 3)
+        let key = try #require(layers[0]["key"] as? [String: Any])
+        #expect((key["singular_values"] as? [Double])?.count == 384)
+        #expect((key["effective_rank"] as? [String: Int])?["0.9"] != nil)
+        let similarity = try #require(stats["similarity"] as? [String: Any])
+        #expect(Set(similarity.keys) == ["key", "value"])
+        let summary = try String(contentsOfFile: directory + "/summary.md", encoding: .utf8)
+        #expect(summary.contains("Reaching 90 % energy takes keys with"))
+        let csv = try String(contentsOfFile: directory + "/similarity.csv", encoding: .utf8).split(separator: "\n")
+        #expect(csv.first == "kind,layer_a,layer_b,cosine,cka,subspace_alignment,channel_alignment")
+        #expect(csv.count == 1 + 2 * 2)  // keys and values, pairs (0,1) and (1,2)
+    }
+
+    @Test func analyzeRejectsBadOptionsAndInputs() throws {
+        let bad = try CLI.run(["analyze", CLI.sample, "--only", "spectra,nonsense"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("unknown section 'nonsense'"))
+        let missing = try CLI.run(["analyze", CLI.fixture("bad_truncated.h5"), "-o", "/tmp/never-written"])
+        #expect(missing.status == 65)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written"))
+        let layers = try CLI.run(["analyze", CLI.sample, "--layers", "0-9", "-o", "/tmp/never-written"])
+        #expect(layers.status == 65)
+        #expect(layers.stderr.contains("layer 6 asked for"))
+    }
+}

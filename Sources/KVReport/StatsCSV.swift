@@ -1,0 +1,76 @@
+// Tidy CSV tables of a stats report (one observation per row), for pandas: `pd.read_csv("spectra.csv")`.
+import Foundation
+import KVStat
+
+public enum StatsCSV {
+    /// File name → contents: layers.csv, spectra.csv, similarity.csv, channels.csv, frequency.csv.
+    public static func tables(_ r: StatsReport) -> [String: String] {
+        var layers = ["layer,kind,tokens,non_finite,effective_rank_90,effective_rank_95,effective_rank_99,stable_rank,entropy_rank,outlier_channels,sink_tokens,median_token_norm,low_energy_0.0625,low_energy_0.125,low_energy_0.25,low_energy_0.5"]
+        var spectra = ["layer,kind,head,index,singular_value,cumulative_energy"]
+        var channels = ["layer,kind,channel,head,dim,max_abs,mean,rms,kurtosis,outlier"]
+        var frequency = ["layer,kind,bin,frequency_start,frequency_end,energy_fraction"]
+        let headDim = r.dump.headDim
+        for layer in r.layers {
+            for kind in layer.kinds.keys.sorted() {
+                let s = layer.kinds[kind]!
+                let k = kind.rawValue
+                let low = ["0.0625", "0.125", "0.25", "0.5"].map { s.frequency?.lowEnergy[$0].map(num) ?? "" }
+                let ranks: [String] = ["0.9", "0.95", "0.99"].map { p in s.effectiveRank?[p].map { String($0) } ?? "" }
+                let stable: String = s.stableRank.map(num) ?? ""
+                let entropy: String = s.entropyRank.map(num) ?? ""
+                let outlierCount: String = s.channels.map { String($0.outliers.count) } ?? ""
+                let sinkCount: String = s.tokenNorms.map { String($0.sinkCount) } ?? ""
+                let medianNorm: String = s.tokenNorms.map { num($0.medianNorm) } ?? ""
+                var cells: [String] = [String(layer.layer), k, String(s.tokens), String(s.nonFinite)]
+                cells += ranks
+                cells += [stable, entropy, outlierCount, sinkCount, medianNorm]
+                cells += low
+                layers.append(cells.joined(separator: ","))
+                if let values = s.singularValues { spectra += rows(layer.layer, k, head: "", values) }
+                for (h, values) in (s.headSingularValues ?? []).enumerated() { spectra += rows(layer.layer, k, head: "\(h)", values) }
+                if let c = s.channels {
+                    let outliers = Set(c.outliers)
+                    for i in c.maxAbs.indices {
+                        channels.append("\(layer.layer),\(k),\(i),\(i / headDim),\(i % headDim),\(num(c.maxAbs[i])),\(num(c.mean[i])),\(num(c.rms[i])),\(num(c.kurtosis[i])),\(outliers.contains(i))")
+                    }
+                }
+                if let f = s.frequency {
+                    let bins = f.spectrum.count
+                    for (j, e) in f.spectrum.enumerated() {
+                        frequency.append("\(layer.layer),\(k),\(j),\(num(Double(j) / Double(bins))),\(num(Double(j + 1) / Double(bins))),\(num(e))")
+                    }
+                }
+            }
+        }
+        var similarity = ["kind,layer_a,layer_b,cosine,cka,subspace_alignment,channel_alignment"]
+        for kind in r.similarity.keys.sorted() {
+            let s = r.similarity[kind]!
+            for a in s.cka.indices {
+                for b in s.cka.indices where b > a {
+                    guard let cka = s.cka[a][b] else { continue }
+                    similarity.append([kind, "\(r.layerNumbers[a])", "\(r.layerNumbers[b])", s.cosine[a][b].map(num) ?? "", num(cka),
+                                       s.subspaceAlignment[a][b].map(num) ?? "", s.channelAlignment[a][b].map(num) ?? ""].joined(separator: ","))
+                }
+            }
+        }
+        return [
+            "layers.csv": layers.joined(separator: "\n") + "\n",
+            "spectra.csv": spectra.joined(separator: "\n") + "\n",
+            "channels.csv": channels.joined(separator: "\n") + "\n",
+            "frequency.csv": frequency.joined(separator: "\n") + "\n",
+            "similarity.csv": similarity.joined(separator: "\n") + "\n",
+        ]
+    }
+
+    static func rows(_ layer: Int, _ kind: String, head: String, _ values: [Double]) -> [String] {
+        let total = values.reduce(0) { $0 + $1 * $1 }
+        var cumulative = 0.0
+        return values.enumerated().map { i, v in
+            cumulative += v * v
+            return "\(layer),\(kind),\(head),\(i),\(num(v)),\(num(total > 0 ? cumulative / total : 0))"
+        }
+    }
+
+    /// Shortest round-tripping decimal.
+    static func num(_ v: Double) -> String { v.isFinite ? "\(v)" : "" }
+}

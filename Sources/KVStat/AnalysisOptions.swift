@@ -1,0 +1,52 @@
+// What `kvstat analyze` computes and how: sections, layers, centring, ranks, thresholds, block sizes.
+
+/// The statistics groups `--only` selects.
+public enum AnalysisSection: String, Sendable, Codable, CaseIterable {
+    case spectra, similarity, outliers, frequency
+}
+
+/// Which layer pairs get cross-layer statistics.
+public enum LayerPairs: String, Sendable, Codable {
+    /// (l, l+1): one cross product per layer, the default.
+    case adjacent
+    /// Every pair: L(L−1)/2 cross products of channels² float64 each, and one block per layer held at once.
+    case all
+}
+
+/// Options of an analysis run.
+public struct AnalysisOptions: Sendable, Codable, Equatable {
+    public var sections: Set<AnalysisSection> = Set(AnalysisSection.allCases)
+    /// Layers to analyse (nil: all), in increasing order.
+    public var layers: [Int]?
+    /// Column-centre X before the SVD (spectra and subspace alignment). CKA is always centred.
+    public var center = false
+    /// r of the subspace alignments.
+    public var alignRank = 32
+    /// A channel is an outlier when its max |x| exceeds this × the median channel's; a token is a sink when its
+    /// norm exceeds this × the median token norm.
+    public var outlierFactor = 6.0
+    /// DCT window in tokens (nil: each sequence whole).
+    public var dctWindow: Int?
+    public var blockTokens = TokenBlockReader.defaultBlockTokens
+    public var pairs = LayerPairs.adjacent
+    /// Largest panel (window tokens × channels × 4 bytes) the frequency pass reads at once; wider layers are
+    /// transformed a group of heads at a time.
+    public var frequencyPanelBytes = 256 << 20
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case sections, layers, center, pairs
+        case alignRank = "align_rank", outlierFactor = "outlier_factor", dctWindow = "dct_window", blockTokens = "block_tokens"
+        case frequencyPanelBytes = "frequency_panel_bytes"
+    }
+}
+
+/// Progress of a long analysis, for the CLI to render.
+public struct AnalysisProgress: Sendable {
+    public var stage: String
+    public var completed: Int
+    public var total: Int
+    /// Bytes of tensor data read so far in this stage (as float32).
+    public var bytes: Int
+}

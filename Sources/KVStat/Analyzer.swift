@@ -1,0 +1,146 @@
+// The streaming passes of `kvstat analyze`: one pass over token blocks (all layers of a kind in lockstep, so
+// each block of layer l meets the same tokens of the layers it is paired with) and, for frequency, one
+// pass over sequence windows. Every block is folded into accumulators and dropped.
+import KVNumerics
+
+public enum Analyzer {
+    /// Reads `dump` and returns the filled accumulators.
+    public static func accumulate(_ dump: Dump, options: AnalysisOptions, progress: ((AnalysisProgress) -> Void)? = nil) throws -> AnalysisState {
+        let layers = options.layers ?? Array(0..<dump.shape.layers)
+        if let bad = layers.first(where: { $0 < 0 || $0 >= dump.shape.layers }) {
+            throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers 0–\(dump.shape.layers - 1)", file: dump.path)
+        }
+        let needsPairs = options.sections.contains(.similarity)
+        var pairs: [(Int, Int)] = []
+        if needsPairs {
+            switch options.pairs {
+            case .adjacent: pairs = layers.indices.dropLast().map { ($0, $0 + 1) }
+            case .all: pairs = layers.indices.flatMap { a in (a + 1..<layers.count).map { (a, $0) } }
+            }
+        }
+        var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs, sources: [DumpSummary(dump)])
+        let plan = BlockPlan(runs: dump.tokenRuns, blockTokens: options.blockTokens)
+        for kind in dump.kinds {
+            let channels = dump.shape.heads(of: kind) * dump.shape.headDim
+            let kindPairs = (kind == .key || kind == .value || kind == .keyPreRope) ? pairs : []
+            var kindState = AnalysisState.KindState(
+                gram: layers.map { _ in GramAccumulator(channels: channels) },
+                moments: layers.map { _ in ChannelMoments(channels: channels) },
+                norms: layers.map { _ in TokenNormSketch() },
+                frequency: layers.map { _ in FrequencyEnergy() },
+                cross: kindPairs.map { CrossLayerAccumulator(layerA: layers[$0.0], layerB: layers[$0.1], channels: channels) },
+                nonFinite: layers.map { _ in 0 })
+            try blockPass(dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState, progress: progress)
+            if options.sections.contains(.frequency) {
+                try frequencyPass(dump, kind: kind, layers: layers, options: options, state: &kindState, progress: progress)
+            }
+            state.kinds[kind] = kindState
+        }
+        return state
+    }
+
+    /// Token-block-major pass: for each block, every layer in turn; a layer's block is kept while a later
+    /// layer it is paired with is folded (one previous block for adjacent pairs, all for `--all-pairs`).
+    static func blockPass(_ dump: Dump, kind: TensorKind, layers: [Int], plan: BlockPlan, pairs: [(Int, Int)],
+                          options: AnalysisOptions, state: inout AnalysisState.KindState, progress: ((AnalysisProgress) -> Void)?) throws {
+        let scratch = ReadScratch()
+        let readers = try layers.map { layer throws(DumpError) in try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch) }
+        let wantsGram = options.sections.contains(.spectra) || options.sections.contains(.similarity)
+        let wantsOutliers = options.sections.contains(.outliers)
+        guard wantsGram || wantsOutliers else { return }
+        // Pairs by their later layer: when layer b's block is read, fold each (a, b) with a's kept block.
+        var partners: [Int: [(pair: Int, a: Int)]] = [:]
+        for (i, p) in pairs.enumerated() { partners[p.1, default: []].append((i, p.0)) }
+        let keepAll = pairs.contains { $0.1 - $0.0 > 1 }
+        var buffers = [[Float]](repeating: [], count: keepAll ? layers.count : min(layers.count, 2))
+        var blockInfo = [(rows: Int, excluded: [Int], nonFinite: Int)](repeating: (0, [], 0), count: buffers.count)
+        let columns = readers.first.map { $0.heads * $0.headDim } ?? 0
+        var bytes = 0
+        for blockIndex in plan.blocks.indices {
+            for (li, reader) in readers.enumerated() {
+                let slot = keepAll ? li : li % 2
+                try plan.read(blockIndex, from: reader, into: &buffers[slot]) { block in
+                    if wantsGram { state.gram[li].fold(block) }
+                    if wantsOutliers {
+                        state.moments[li].fold(block)
+                        state.norms[li].fold(block)
+                    }
+                    state.nonFinite[li] += block.nonFiniteValues
+                    blockInfo[slot] = (block.rows, block.excludedRows, block.nonFiniteValues)
+                    bytes += block.rows * block.columns * 4
+                }
+                for (pairIndex, a) in partners[li] ?? [] {
+                    let other = keepAll ? a : a % 2
+                    let info = blockInfo[slot], otherInfo = blockInfo[other]
+                    let runs = plan.pieces[plan.blocks[blockIndex]]
+                    buffers[other].withUnsafeBufferPointer { pa in
+                        buffers[slot].withUnsafeBufferPointer { pb in
+                            let blockA = TokenBlock(rows: otherInfo.rows, columns: columns, values: UnsafeBufferPointer(rebasing: pa[0..<(otherInfo.rows * columns)]),
+                                                    runs: runs, excludedRows: otherInfo.excluded, nonFiniteValues: otherInfo.nonFinite)
+                            let blockB = TokenBlock(rows: info.rows, columns: columns, values: UnsafeBufferPointer(rebasing: pb[0..<(info.rows * columns)]),
+                                                    runs: runs, excludedRows: info.excluded, nonFiniteValues: info.nonFinite)
+                            state.cross[pairIndex].fold(blockA, blockB)
+                        }
+                    }
+                }
+            }
+            progress?(AnalysisProgress(stage: "\(kind.rawValue)s", completed: blockIndex + 1, total: plan.blocks.count, bytes: bytes))
+        }
+    }
+
+    /// Sequence-window pass for the DCT: each window of each sequence, a panel of as many heads as fit
+    /// `frequencyPanelBytes`, transformed along tokens by a cached FFTW plan.
+    static func frequencyPass(_ dump: Dump, kind: TensorKind, layers: [Int], options: AnalysisOptions,
+                              state: inout AnalysisState.KindState, progress: ((AnalysisProgress) -> Void)?) throws {
+        let heads = dump.shape.heads(of: kind), headDim = dump.shape.headDim
+        var plans: [[Int]: DCTPlan] = [:]
+        var panel: [Float] = []
+        // Valid tokens of each sequence, as its runs; a window is a slice of that concatenation.
+        var runsBySequence = [[TokenRun]](repeating: [], count: dump.shape.sequences)
+        for run in dump.tokenRuns.runs { runsBySequence[run.sequence].append(run) }
+        let scratch = ReadScratch()
+        var bytes = 0
+        for (li, layer) in layers.enumerated() {
+            let reader = try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
+            for (sequence, runs) in runsBySequence.enumerated() {
+                let length = runs.reduce(0) { $0 + $1.count }
+                let window = min(options.dctWindow ?? length, length)
+                guard window > 0 else { continue }
+                let headsPerPanel = max(1, min(heads, options.frequencyPanelBytes / max(window * headDim * 4, 1)))
+                var windowStart = 0
+                while windowStart < length {
+                    let n = min(window, length - windowStart)
+                    for h0 in stride(from: 0, to: heads, by: headsPerPanel) {
+                        let headRange = h0..<min(h0 + headsPerPanel, heads)
+                        let count = headRange.count * headDim
+                        if panel.count < n * count { panel = [Float](repeating: 0, count: n * count) }
+                        // Copy the window's tokens, which may span several runs of the sequence.
+                        var offset = 0, row = 0
+                        for run in runs {
+                            let lo = max(windowStart - offset, 0), hi = min(windowStart + n - offset, run.count)
+                            if lo < hi {
+                                try panel.withUnsafeMutableBufferPointer { out throws(DumpError) in
+                                    try reader.read(sequence: sequence, start: run.start + lo, count: hi - lo, heads: headRange, into: out, row: row)
+                                }
+                                row += hi - lo
+                            }
+                            offset += run.count
+                        }
+                        for i in 0..<(n * count) where !panel[i].isFinite { panel[i] = 0 }
+                        let key = [n, count]
+                        let plan = plans[key] ?? DCTPlan(length: n, count: count)
+                        plans[key] = plan
+                        panel.withUnsafeMutableBufferPointer { buffer in
+                            let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
+                            plan.transform(view, into: view)
+                            state.frequency[li].fold(coefficients: UnsafeBufferPointer(view), length: n, count: count)
+                        }
+                        bytes += n * count * 4
+                    }
+                    windowStart += n
+                }
+            }
+            progress?(AnalysisProgress(stage: "\(kind.rawValue) frequency", completed: li + 1, total: layers.count, bytes: bytes))
+        }
+    }
+}

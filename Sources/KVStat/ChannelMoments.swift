@@ -1,0 +1,115 @@
+// Per-channel max |x|, mean, RMS and kurtosis, streamed with the pairwise central-moment update, which stays
+// accurate where raw power sums (Σx⁴ − …) cancel catastrophically.
+
+/// Per-channel moments of the rows seen: count, max |x|, mean and central moments M2, M3, M4.
+///
+/// Each block's central moments are computed in two passes over the block (mean, then powers of deviations)
+/// and combined with the running state by the pairwise formulas of Chan et al. / Pébay (2008):
+/// δ = μ_B − μ_A, n = n_A + n_B,
+/// M2 = M2_A + M2_B + δ² n_A n_B / n,
+/// M3 = M3_A + M3_B + δ³ n_A n_B (n_A − n_B) / n² + 3δ (n_A M2_B − n_B M2_A) / n,
+/// M4 = M4_A + M4_B + δ⁴ n_A n_B (n_A² − n_A n_B + n_B²) / n³ + 6δ² (n_A² M2_B + n_B² M2_A) / n² + 4δ (n_A M3_B − n_B M3_A) / n.
+/// Merge is the same formula. Kurtosis is Pearson's (not excess): n M4 / M2², 3 for a Gaussian.
+public struct ChannelMoments: Accumulator {
+    public private(set) var count = 0
+    public private(set) var maxAbs: [Float]
+    public private(set) var mean: [Double]
+    var m2: [Double], m3: [Double], m4: [Double]
+
+    public init(channels: Int) {
+        maxAbs = [Float](repeating: 0, count: channels)
+        mean = [Double](repeating: 0, count: channels)
+        m2 = mean
+        m3 = mean
+        m4 = mean
+    }
+
+    public var channels: Int { mean.count }
+
+    public mutating func fold(_ block: TokenBlock) {
+        let n = block.validRows
+        guard n > 0 else { return }
+        let c = channels
+        let excluded = Set(block.excludedRows)
+        var blockMean = [Double](repeating: 0, count: c)
+        var sums = [Float](repeating: 0, count: c)
+        var peak = maxAbs
+        // Pass 1: sums (float32 within a block: ≤ blockTokens terms) and max |x|. Excluded rows are zero.
+        sums.withUnsafeMutableBufferPointer { s in
+            peak.withUnsafeMutableBufferPointer { p in
+                for r in 0..<block.rows {
+                    let row = r * c
+                    for j in 0..<c {
+                        let x = block.values[row + j]
+                        s[j] += x
+                        p[j] = max(p[j], abs(x))
+                    }
+                }
+            }
+        }
+        for j in 0..<c { blockMean[j] = Double(sums[j]) / Double(n) }
+        // Pass 2: central sums of powers around the block mean.
+        var d2 = [Float](repeating: 0, count: c), d3 = d2, d4 = d2
+        let mu = blockMean.map { Float($0) }
+        mu.withUnsafeBufferPointer { m in
+            d2.withUnsafeMutableBufferPointer { s2 in
+                d3.withUnsafeMutableBufferPointer { s3 in
+                    d4.withUnsafeMutableBufferPointer { s4 in
+                        for r in 0..<block.rows where excluded.isEmpty || !excluded.contains(r) {
+                            let row = r * c
+                            for j in 0..<c {
+                                let d = block.values[row + j] - m[j]
+                                let sq = d * d
+                                s2[j] += sq
+                                s3[j] += sq * d
+                                s4[j] += sq * sq
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        maxAbs = peak
+        combine(count: n, mean: blockMean, m2: d2.map(Double.init), m3: d3.map(Double.init), m4: d4.map(Double.init))
+    }
+
+    public mutating func merge(_ other: ChannelMoments) {
+        for j in 0..<channels { maxAbs[j] = max(maxAbs[j], other.maxAbs[j]) }
+        combine(count: other.count, mean: other.mean, m2: other.m2, m3: other.m3, m4: other.m4)
+    }
+
+    private mutating func combine(count nb: Int, mean mb: [Double], m2 b2: [Double], m3 b3: [Double], m4 b4: [Double]) {
+        guard nb > 0 else { return }
+        guard count > 0 else {
+            (count, mean, m2, m3, m4) = (nb, mb, b2, b3, b4)
+            return
+        }
+        let na = Double(count), nbD = Double(nb), n = na + nbD
+        for j in 0..<channels {
+            let delta = mb[j] - mean[j]
+            let d2 = delta * delta
+            let a2 = m2[j], a3 = m3[j]
+            m4[j] += b4[j] + d2 * d2 * na * nbD * (na * na - na * nbD + nbD * nbD) / (n * n * n)
+                + 6 * d2 * (na * na * b2[j] + nbD * nbD * a2) / (n * n) + 4 * delta * (na * b3[j] - nbD * a3) / n
+            m3[j] += b3[j] + d2 * delta * na * nbD * (na - nbD) / (n * n) + 3 * delta * (na * b2[j] - nbD * a2) / n
+            m2[j] += b2[j] + d2 * na * nbD / n
+            mean[j] += delta * nbD / n
+        }
+        count += nb
+    }
+
+    /// Root mean square per channel: √(E[x²]) = √(M2/n + μ²).
+    public var rms: [Double] {
+        (0..<channels).map { count > 0 ? (m2[$0] / Double(count) + mean[$0] * mean[$0]).squareRoot() : 0 }
+    }
+
+    /// Pearson kurtosis per channel, n M4 / M2² (0 for a constant channel).
+    public var kurtosis: [Double] {
+        (0..<channels).map { m2[$0] > 0 ? Double(count) * m4[$0] / (m2[$0] * m2[$0]) : 0 }
+    }
+
+    /// Restores a state saved with `--save-state`.
+    init(count: Int, maxAbs: [Float], mean: [Double], m2: [Double], m3: [Double], m4: [Double]) {
+        (self.count, self.maxAbs, self.mean, self.m2, self.m3, self.m4) = (count, maxAbs, mean, m2, m3, m4)
+    }
+}

@@ -1,0 +1,58 @@
+// What a pair of layers needs beyond each layer's own Gram: the cross product XₐᵀX_b (for CKA and
+// subspace alignment) and the per-token cosine of the same token's rows (MiniCache's assumption).
+import KVNumerics
+
+/// Cross statistics of two layers' matrices over the same token rows.
+///
+/// `cross = Σ_t a_t b_tᵀ = AᵀB`, formed per block by SGEMM in float32 and accumulated in float64.
+/// `cosineSum = Σ_t cos(a_t, b_t)` over tokens where both rows are non-zero (`cosineCount` of them).
+/// Merge rule: add everything.
+public struct CrossLayerAccumulator: Sendable {
+    public let layerA: Int
+    public let layerB: Int
+    public private(set) var cross: Matrix<Double>
+    public private(set) var cosineSum = 0.0
+    public private(set) var cosineCount = 0
+    private var scratch: [Float] = []
+
+    public init(layerA: Int, layerB: Int, channels: Int) {
+        self.layerA = layerA
+        self.layerB = layerB
+        cross = Matrix(rows: channels, columns: channels)
+    }
+
+    /// Folds the same tokens' blocks of both layers.
+    public mutating func fold(_ a: TokenBlock, _ b: TokenBlock) {
+        precondition(a.rows == b.rows && a.columns == b.columns)
+        let c = a.columns
+        BLAS.accumulateCrossProduct(a.values, b.values, rows: a.rows, aColumns: c, bColumns: c, into: &cross, scratch: &scratch)
+        for r in 0..<a.rows {
+            var dot: Float = 0, na: Float = 0, nb: Float = 0
+            let row = r * c
+            for j in 0..<c {
+                let x = a.values[row + j], y = b.values[row + j]
+                dot += x * y
+                na += x * x
+                nb += y * y
+            }
+            if na > 0 && nb > 0 {
+                cosineSum += Double(dot) / (Double(na).squareRoot() * Double(nb).squareRoot())
+                cosineCount += 1
+            }
+        }
+    }
+
+    public mutating func merge(_ other: CrossLayerAccumulator) {
+        precondition(other.layerA == layerA && other.layerB == layerB)
+        for i in cross.values.indices { cross.values[i] += other.cross.values[i] }
+        cosineSum += other.cosineSum
+        cosineCount += other.cosineCount
+    }
+
+    /// Mean per-token cosine.
+    public var meanCosine: Double { cosineCount > 0 ? cosineSum / Double(cosineCount) : 0 }
+
+    init(layerA: Int, layerB: Int, cross: Matrix<Double>, cosineSum: Double, cosineCount: Int) {
+        (self.layerA, self.layerB, self.cross, self.cosineSum, self.cosineCount) = (layerA, layerB, cross, cosineSum, cosineCount)
+    }
+}

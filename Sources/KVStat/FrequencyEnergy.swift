@@ -1,0 +1,56 @@
+// How a layer's energy spreads over frequencies along the token axis (FreqKV's observation): orthonormal
+// DCT-II of every (sequence window, channel) signal, summed into low-frequency fractions and a binned spectrum.
+
+/// Energy of DCT-II coefficients along tokens, accumulated over windows and channels.
+///
+/// For a window of T tokens, coefficient k has normalised frequency k/T. `low[i]` sums the energy of the
+/// lowest ⌊fᵢ·T⌋ coefficients for fᵢ in `fractions`; `bins[j]` sums the energy with k/T in [j/B, (j+1)/B).
+/// The orthonormal DCT preserves energy, so `total` equals Σx² over the windows. Merge rule: add.
+public struct FrequencyEnergy: Sendable, Equatable {
+    public static let fractions: [Double] = [1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2]
+    public static let binCount = 64
+
+    public private(set) var low: [Double]
+    public private(set) var bins: [Double]
+    public private(set) var total = 0.0
+    public private(set) var windows = 0
+
+    public init() {
+        low = [Double](repeating: 0, count: FrequencyEnergy.fractions.count)
+        bins = [Double](repeating: 0, count: FrequencyEnergy.binCount)
+    }
+
+    /// Adds one window's coefficients: `coefficients` is row-major `length × count` (row k = frequency k).
+    public mutating func fold(coefficients: UnsafeBufferPointer<Float>, length: Int, count: Int) {
+        var perFrequency = [Double](repeating: 0, count: length)
+        for k in 0..<length {
+            var s: Float = 0
+            for c in 0..<count { let y = coefficients[k * count + c]; s += y * y }
+            perFrequency[k] = Double(s)
+        }
+        for (i, f) in FrequencyEnergy.fractions.enumerated() {
+            let cutoff = Int((f * Double(length)).rounded(.down))
+            low[i] += perFrequency[0..<min(cutoff, length)].reduce(0, +)
+        }
+        for k in 0..<length { bins[k * FrequencyEnergy.binCount / length] += perFrequency[k] }
+        total += perFrequency.reduce(0, +)
+        windows += 1
+    }
+
+    public mutating func merge(_ other: FrequencyEnergy) {
+        for i in low.indices { low[i] += other.low[i] }
+        for i in bins.indices { bins[i] += other.bins[i] }
+        total += other.total
+        windows += other.windows
+    }
+
+    /// Fraction of energy in the lowest ⌊f·T⌋ frequencies, per f in `fractions`.
+    public var lowFractions: [Double] { low.map { total > 0 ? $0 / total : 0 } }
+
+    /// The binned spectrum as fractions of the total energy.
+    public var spectrum: [Double] { bins.map { total > 0 ? $0 / total : 0 } }
+
+    init(low: [Double], bins: [Double], total: Double, windows: Int) {
+        (self.low, self.bins, self.total, self.windows) = (low, bins, total, windows)
+    }
+}

@@ -1,0 +1,62 @@
+// XᵀX, column sums and the row count of one layer's matrix: everything spectra, per-head spectra, CKA and
+// subspace alignment need, in C² float64 numbers however many tokens stream through.
+import KVNumerics
+
+/// Uncentred second moments of a `tokens × channels` matrix X.
+///
+/// `gram = Σ_t x_t x_tᵀ = XᵀX`, `sum = Σ_t x_t`, `count` = rows. Each block's product is formed in float32 by
+/// SSYRK and added in float64 (`BLAS.accumulateGram`), so rounding grows with the block, not the dump.
+/// Centring is applied at the end: `XᵀX − n μμᵀ` with μ = sum / n, exact in exact arithmetic and accurate in
+/// float64 unless |μ| dwarfs the spread by ~10⁶, which KV activations do not. Merge rule: add all three.
+public struct GramAccumulator: Accumulator {
+    public private(set) var count = 0
+    public private(set) var sum: [Double]
+    public private(set) var gram: Matrix<Double>
+    private var scratch: [Float] = []
+
+    public init(channels: Int) {
+        sum = [Double](repeating: 0, count: channels)
+        gram = Matrix(rows: channels, columns: channels)
+    }
+
+    public var channels: Int { sum.count }
+
+    public mutating func fold(_ block: TokenBlock) {
+        precondition(block.columns == channels)
+        BLAS.accumulateGram(block.values, rows: block.rows, columns: channels, into: &gram, scratch: &scratch)
+        count += block.validRows
+        let columns = channels
+        sum.withUnsafeMutableBufferPointer { s in
+            for r in 0..<block.rows {
+                let row = r * columns
+                for c in 0..<columns { s[c] += Double(block.values[row + c]) }
+            }
+        }
+    }
+
+    public mutating func merge(_ other: GramAccumulator) {
+        precondition(other.channels == channels)
+        count += other.count
+        for c in 0..<channels { sum[c] += other.sum[c] }
+        for i in gram.values.indices { gram.values[i] += other.gram.values[i] }
+    }
+
+    /// Column means μ.
+    public var mean: [Double] { sum.map { count > 0 ? $0 / Double(count) : 0 } }
+
+    /// XᵀX, or the centred (X − 1μᵀ)ᵀ(X − 1μᵀ) = XᵀX − n μμᵀ.
+    public func matrix(centered: Bool) -> Matrix<Double> {
+        guard centered, count > 0 else { return gram }
+        var m = gram
+        let mu = mean, n = Double(count)
+        for i in 0..<channels { for j in 0..<channels { m.values[i * channels + j] -= n * mu[i] * mu[j] } }
+        return m
+    }
+
+    /// Restores a state saved with `--save-state`.
+    init(count: Int, sum: [Double], gram: Matrix<Double>) {
+        self.count = count
+        self.sum = sum
+        self.gram = gram
+    }
+}
