@@ -21,6 +21,8 @@
 #   WORKDIR         where dumps and outputs go (default: a new mktemp -d in /tmp);
 #                   existing dumps with the same name are reused
 #   KEEP=1          keep WORKDIR (by default it is deleted when it was created here)
+#   ANALYZE_ARGS    extra analyze arguments, split on spaces (e.g. "--dct-window 4096":
+#                   by default the DCT holds one whole sequence panel, which grows with T)
 #   PYTHON          interpreter for the generator (python3)
 # Exit status: 0 when every measured command passes, 1 when one fails, 2 on usage
 # errors or a missing /usr/bin/time (install it with `apt-get install -y time`).
@@ -48,6 +50,7 @@ SMALL_TOKENS=${SMALL_TOKENS:-8192}
 LARGE_TOKENS=${LARGE_TOKENS:-32768}
 TOLERANCE=${TOLERANCE:-0.10}
 KV_HEADS=8
+read -r -a ANALYZE_EXTRA <<<"${ANALYZE_ARGS:-}"
 HEAD_DIM=128
 if [[ -n ${WORKDIR:-} ]]; then
     mkdir -p "$WORKDIR"
@@ -118,7 +121,8 @@ for name in "${NAMES[@]}"; do
             "inspect --read-all") measure "$name" "$tokens" "$KVSTAT" inspect --read-all "$dump"
                                   if [[ -n $RSS_MIB ]]; then check_count "$tokens"; fi ;;
             "analyze")            rm -rf "$WORKDIR/analyze_$tokens"
-                                  measure "$name" "$tokens" "$KVSTAT" analyze "$dump" -o "$WORKDIR/analyze_$tokens" ;;
+                                  measure "$name" "$tokens" "$KVSTAT" analyze "$dump" -o "$WORKDIR/analyze_$tokens" \
+                                      "${ANALYZE_EXTRA[@]}" ;;
         esac
         RSS["$name/$tokens"]=$RSS_MIB
         WALLS["$name/$tokens"]=$WALL
@@ -126,7 +130,7 @@ for name in "${NAMES[@]}"; do
 done
 
 echo
-echo "peak RSS, $LAYERS layers x key/value [1, $KV_HEADS, T, $HEAD_DIM] float16, binary $KVSTAT"
+echo "peak RSS, $LAYERS layers x key/value [1, $KV_HEADS, T, $HEAD_DIM] float16, binary $KVSTAT${ANALYZE_ARGS:+, analyze $ANALYZE_ARGS}"
 printf '%-20s %14s %14s %8s  %s\n' "command" "T=$SMALL_TOKENS MiB" "T=$LARGE_TOKENS MiB" "ratio" \
     "result (ratio <= $(awk -v t="$TOLERANCE" 'BEGIN {print 1 + t}'))"
 status=0
