@@ -108,8 +108,4 @@ public struct ChannelMoments: Accumulator {
         (0..<channels).map { m2[$0] > 0 ? Double(count) * m4[$0] / (m2[$0] * m2[$0]) : 0 }
     }
 
-    /// Restores a state saved with `--save-state`.
-    init(count: Int, maxAbs: [Float], mean: [Double], m2: [Double], m3: [Double], m4: [Double]) {
-        (self.count, self.maxAbs, self.mean, self.m2, self.m3, self.m4) = (count, maxAbs, mean, m2, m3, m4)
-    }
 }

@@ -52,7 +52,4 @@ public struct CrossLayerAccumulator: Sendable {
     /// Mean per-token cosine.
     public var meanCosine: Double { cosineCount > 0 ? cosineSum / Double(cosineCount) : 0 }
 
-    init(layerA: Int, layerB: Int, cross: Matrix<Double>, cosineSum: Double, cosineCount: Int) {
-        (self.layerA, self.layerB, self.cross, self.cosineSum, self.cosineCount) = (layerA, layerB, cross, cosineSum, cosineCount)
-    }
 }

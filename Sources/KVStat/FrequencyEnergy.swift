@@ -50,7 +50,4 @@ public struct FrequencyEnergy: Sendable, Equatable {
     /// The binned spectrum as fractions of the total energy.
     public var spectrum: [Double] { bins.map { total > 0 ? $0 / total : 0 } }
 
-    init(low: [Double], bins: [Double], total: Double, windows: Int) {
-        (self.low, self.bins, self.total, self.windows) = (low, bins, total, windows)
-    }
 }

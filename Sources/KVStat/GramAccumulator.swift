@@ -53,10 +53,4 @@ public struct GramAccumulator: Accumulator {
         return m
     }
 
-    /// Restores a state saved with `--save-state`.
-    init(count: Int, sum: [Double], gram: Matrix<Double>) {
-        self.count = count
-        self.sum = sum
-        self.gram = gram
-    }
 }

@@ -86,7 +86,4 @@ public struct TokenNormSketch: Accumulator {
         return (entries, max(entries.count, binned))
     }
 
-    init(histogram: [Int], count: Int, largest: [Entry], capacity: Int) {
-        (self.histogram, self.count, self.largest, self.capacity) = (histogram, count, largest, capacity)
-    }
 }
