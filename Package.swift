@@ -24,13 +24,17 @@ let package = Package(
         .systemLibrary(
             name: "CFFTW", pkgConfig: "fftw3f",
             providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(
+            name: "CCrypto", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
         .target(name: "CHalfFloat"),
 
         .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
         .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat"]),
+        .target(name: "FileDigest", dependencies: ["CCrypto"]),
         .target(
             name: "KVStat",
-            dependencies: ["HDF5Kit", "KVNumerics", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["HDF5Kit", "KVNumerics", "FileDigest", .product(name: "Yams", package: "Yams")]),
         .target(name: "KVReport", dependencies: ["KVStat"]),
         .executableTarget(
             name: "kvstat",
@@ -41,6 +45,7 @@ let package = Package(
 
         .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit"]),
         .testTarget(name: "KVNumericsTests", dependencies: ["KVNumerics"]),
+        .testTarget(name: "FileDigestTests", dependencies: ["FileDigest"]),
         .testTarget(name: "KVStatTests", dependencies: ["KVStat", "HDF5Kit", "KVNumerics"]),
         .testTarget(name: "KVReportTests", dependencies: ["KVReport", "KVStat"]),
         .testTarget(name: "kvstatTests", dependencies: ["KVStat", "HDF5Kit"]),

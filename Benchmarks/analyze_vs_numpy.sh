@@ -11,9 +11,16 @@
 # The dump is read once with `cat` before timing (WARM=0 skips it), so both sides
 # read from the page cache.
 #
-# Threads: neither side is pinned. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (and any
-# OPENBLAS_NUM_THREADS / OMP_NUM_THREADS) may be set on this machine; they are
-# left as they are for both sides and printed with the results.
+# Threads: neither side is pinned. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set
+# on this machine because Debian's older OpenBLAS (the one kvstat links) needs them;
+# they would slow numpy's newer bundled OpenBLAS, so the numpy runs get both unset
+# (NUMPY_KEEP_ENV=1 keeps them) and the kernel numpy then uses is printed.
+#
+# Calibration: before the rounds, Benchmarks/blas_calibration.py measures this
+# machine's SSYRK and SGEMM rate on one analyze block (4096 x 1024) through the
+# libopenblas kvstat links. The full kvstat runs use --timings, and the table
+# ends with the Gram stage (SSYRK + float64 accumulation) and the cross stage
+# (SGEMM + accumulation) as a fraction of those rates.
 #
 # Usage:  Benchmarks/analyze_vs_numpy.sh KVSTAT_BIN DUMP
 # Environment: N (3), PYTHON (python3), WORKDIR (default: a new mktemp -d, deleted
@@ -70,19 +77,25 @@ echo "dump:    $DUMP ($(du -h "$DUMP" | cut -f1))"
 echo "kvstat:  $KVSTAT"
 echo "python:  $("$PYTHON" -c 'import sys, numpy, scipy, h5py; print(sys.version.split()[0], "numpy", numpy.__version__, "scipy", scipy.__version__, "h5py", h5py.__version__)')"
 echo "machine: $(nproc) CPUs; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-<unset>} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-<unset>} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS-<unset>} OMP_NUM_THREADS=${OMP_NUM_THREADS-<unset>}"
+NUMPY_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+if [[ ${NUMPY_KEEP_ENV:-0} == 1 ]]; then NUMPY_ENV=(env); fi
+echo "numpy BLAS: $("${NUMPY_ENV[@]}" "$PYTHON" -c 'import numpy, threadpoolctl; i = threadpoolctl.threadpool_info()[0]; print(i["internal_api"], i["version"], i["architecture"], i["num_threads"], "threads")' 2>/dev/null || echo unknown)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+CALIBRATION=$("$PYTHON" "$HERE/blas_calibration.py" --kvstat "$KVSTAT")
+echo "calibration (kvstat's libopenblas, GFLOP/s): $(tr '\n' ' ' <<<"$CALIBRATION")"
 if [[ ${WARM:-1} == 1 ]]; then cat "$DUMP" >/dev/null; fi
 
 for ((i = 1; i <= N; i++)); do
     echo "round $i/$N"
     rm -rf "$WORKDIR/kvstat-full"
-    run_timed kvstat_full "$KVSTAT" analyze "$DUMP" -o "$WORKDIR/kvstat-full" "${EXTRA[@]}"
-    run_timed numpy_full "$PYTHON" "$HERE/numpy_analyze.py" "$DUMP" --json "$WORKDIR/numpy-full.json"
+    run_timed kvstat_full "$KVSTAT" analyze "$DUMP" -o "$WORKDIR/kvstat-full" --timings "${EXTRA[@]}"
+    cp "$WORKDIR/kvstat_full.log" "$WORKDIR/kvstat_full.$i.log"
+    run_timed numpy_full "${NUMPY_ENV[@]}" "$PYTHON" "$HERE/numpy_analyze.py" "$DUMP" --json "$WORKDIR/numpy-full.json"
     if [[ $HAVE_ONLY == 1 ]]; then
         rm -rf "$WORKDIR/kvstat-spectra"
         run_timed kvstat_spectra "$KVSTAT" analyze "$DUMP" --only spectra -o "$WORKDIR/kvstat-spectra" "${EXTRA[@]}"
     fi
-    run_timed numpy_spectra "$PYTHON" "$HERE/numpy_analyze.py" "$DUMP" --only spectra \
+    run_timed numpy_spectra "${NUMPY_ENV[@]}" "$PYTHON" "$HERE/numpy_analyze.py" "$DUMP" --only spectra \
         --json "$WORKDIR/numpy-spectra.json"
 done
 echo "load average at end:   $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -106,4 +119,19 @@ for case in full spectra; do
     else ratio=$(awk -v n="$nb" -v k="$kb" 'BEGIN {printf "%.2fx", n / k}'); fi
     printf '%-10s %20s %20s %14s\n' "$case" "$kb ($km)" "$nb ($nm)" "$ratio"
 done
+
+# BLAS efficiency of kvstat's Gram stages, from the fastest full run's --timings.
+best_round=$(for ((i = 1; i <= N; i++)); do
+    awk -v i="$i" '/timing gram/ {print $6, i}' "$WORKDIR/kvstat_full.$i.log"; done | sort -g -r | head -n 1 | cut -d' ' -f2)
+if [[ -n $best_round ]]; then
+    echo
+    echo "kvstat stage times (round $best_round, --timings):"
+    sed -n 's/^kvstat: timing /  /p' "$WORKDIR/kvstat_full.$best_round.log"
+    syrk=$(awk '$1 == "ssyrk" {print $2}' <<<"$CALIBRATION")
+    gemm=$(awk '$1 == "sgemm" {print $2}' <<<"$CALIBRATION")
+    gram=$(awk '/timing gram/ {print $6}' "$WORKDIR/kvstat_full.$best_round.log")
+    cross=$(awk '/timing cross/ {print $6}' "$WORKDIR/kvstat_full.$best_round.log")
+    awk -v g="$gram" -v s="$syrk" 'BEGIN {printf "Gram stage:  %.1f GFLOP/s = %.0f %% of SSYRK calibration (%.1f)\n", g, 100 * g / s, s}'
+    [[ -z $cross ]] || awk -v c="$cross" -v s="$gemm" 'BEGIN {printf "cross stage: %.1f GFLOP/s = %.0f %% of SGEMM calibration (%.1f)\n", c, 100 * c / s, s}'
+fi
 [[ $CREATED == 1 && ${KEEP:-0} != 1 ]] || echo "outputs kept in $WORKDIR"

@@ -3,7 +3,7 @@
 # packages the tests and tools use (pip). Idempotent: does nothing when everything is present.
 set -euo pipefail
 
-apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev pkg-config)
+apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev libssl-dev pkg-config)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,27 +12,27 @@ public enum BLAS {
     /// OpenBLAS's current thread count.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
-    /// `gram += Xᵀ X` for the row-major block X (`rows × columns`), both triangles filled.
-    /// The product of one block is formed in float32 (SSYRK) in `scratch`, then added in float64, so the
-    /// rounding error grows with the block length, not with the whole token count.
+    /// `packed += lower triangle of Xᵀ X` for the row-major block X (`rows × columns`). `packed` holds the
+    /// lower triangle row by row, `columns·(columns+1)/2` values: (i, j), j ≤ i, at i·(i+1)/2 + j (see
+    /// `Matrix.fromPackedLower`). The product of one block is formed in float32 (SSYRK) in `scratch`, then
+    /// added in float64, so the rounding error grows with the block length, not with the whole token count.
+    /// Both arrays are walked contiguously, and a Gram matrix takes half the memory of a square one.
     public static func accumulateGram(
         _ block: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
-        into gram: inout Matrix<Double>, scratch: inout [Float]
+        into packed: inout [Double], scratch: inout [Float]
     ) {
-        precondition(gram.rows == columns && gram.columns == columns && block.count >= rows * columns)
+        precondition(packed.count == columns * (columns + 1) / 2 && block.count >= rows * columns)
         guard rows > 0, columns > 0 else { return }
         if scratch.count < columns * columns { scratch = [Float](repeating: 0, count: columns * columns) }
         scratch.withUnsafeMutableBufferPointer { c in
             // Row-major X is column-major Xᵀ (columns × rows, ld = columns): C = (Xᵀ)(Xᵀ)ᵀ, upper triangle.
             cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, Int32(columns), Int32(rows),
                         1, block.baseAddress, Int32(columns), 0, c.baseAddress, Int32(columns))
-            gram.values.withUnsafeMutableBufferPointer { g in
-                for j in 0..<columns {
-                    for i in 0...j {
-                        let v = Double(c[j * columns + i])  // column-major upper: (i, j) with i ≤ j
-                        g[i * columns + j] += v
-                        if i != j { g[j * columns + i] += v }
-                    }
+            packed.withUnsafeMutableBufferPointer { g in
+                // Column-major upper (j, i), j ≤ i, sits at i·columns + j: row i of the lower triangle.
+                for i in 0..<columns {
+                    let source = i * columns, target = i * (i + 1) / 2
+                    for j in 0...i { g[target + j] += Double(c[source + j]) }
                 }
             }
         }
@@ -56,6 +56,23 @@ public enum BLAS {
                 for i in 0..<(aColumns * bColumns) { p[i] += Double(c[i]) }
             }
         }
+    }
+
+    /// Row-major float32 `C = op(A) op(B)` (SGEMM): A is `m × k` (`k × m` when `transposeA`), B is `k × n`
+    /// (`n × k` when `transposeB`), C is `m × n`. For projecting token blocks onto bases and back.
+    public static func multiply(
+        _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, m: Int, n: Int, k: Int,
+        transposeA: Bool = false, transposeB: Bool = false, into c: UnsafeMutableBufferPointer<Float>
+    ) {
+        precondition(a.count >= m * k && b.count >= k * n && c.count >= m * n)
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {
+            for i in 0..<(m * n) { c[i] = 0 }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a.baseAddress, Int32(transposeA ? m : k),
+                    b.baseAddress, Int32(transposeB ? k : n), 0, c.baseAddress, Int32(n))
     }
 
     /// Row-major `A B` in float64 (DGEMM), for the small dense products of finished statistics.

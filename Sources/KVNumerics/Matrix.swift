@@ -34,6 +34,21 @@ public struct Matrix<Element: BinaryFloatingPoint & Sendable>: Sendable, Equatab
         return t
     }
 
+    /// The symmetric `n × n` matrix whose lower triangle is `packed` (row by row: (i, j), j ≤ i, at
+    /// i·(i+1)/2 + j), as `BLAS.accumulateGram` fills it.
+    public static func fromPackedLower(_ packed: [Element], n: Int) -> Matrix {
+        precondition(packed.count == n * (n + 1) / 2, "packed triangle does not match n = \(n)")
+        var m = Matrix(rows: n, columns: n)
+        for i in 0..<n {
+            let row = i * (i + 1) / 2
+            for j in 0...i {
+                m.values[i * n + j] = packed[row + j]
+                m.values[j * n + i] = packed[row + j]
+            }
+        }
+        return m
+    }
+
     /// Sum of the diagonal.
     public var trace: Element {
         var s: Element = 0

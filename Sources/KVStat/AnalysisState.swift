@@ -27,9 +27,10 @@ public struct AnalysisState: Sendable {
     /// Combines another state of the same model and options (shapes and layers must match).
     public mutating func merge(_ other: AnalysisState) throws(DumpError) {
         guard other.layers == layers, Set(other.kinds.keys) == Set(kinds.keys), other.pairs.map({ [$0.0, $0.1] }) == pairs.map({ [$0.0, $0.1] }),
-              other.options.center == options.center, other.options.dctWindow == options.dctWindow
+              other.options.center == options.center, other.options.dctWindow == options.dctWindow,
+              other.options.sections == options.sections
         else {
-            throw DumpError(.badData, "states differ in layers, tensor kinds, layer pairs or options (--center, --dct-window) and cannot be merged")
+            throw DumpError(.badData, "states differ in layers, tensor kinds, layer pairs or options (--only, --center, --dct-window) and cannot be merged")
         }
         for (kind, theirs) in other.kinds {
             var mine = kinds[kind]!
@@ -47,5 +48,8 @@ public struct AnalysisState: Sendable {
             kinds[kind] = mine
         }
         sources += other.sources
+        // The merged state covers the union of the parts; a selection no longer describes it.
+        if other.options.sequences != options.sequences { options.sequences = nil }
+        if other.options.tokenRange != options.tokenRange { options.tokenRange = nil }
     }
 }

@@ -1,11 +1,14 @@
 // The streaming passes of `kvstat analyze`: one pass over token blocks (all layers of a kind in lockstep, so
 // each block of layer l meets the same tokens of the layers it is paired with) and, for frequency, one
 // pass over sequence windows. Every block is folded into accumulators and dropped.
+import FileDigest
+import Foundation
 import KVNumerics
 
 public enum Analyzer {
-    /// Reads `dump` and returns the filled accumulators.
-    public static func accumulate(_ dump: Dump, options: AnalysisOptions, progress: ((AnalysisProgress) -> Void)? = nil) throws -> AnalysisState {
+    /// Reads `dump` and returns the filled accumulators; wall time per stage goes to `timings`.
+    public static func accumulate(_ dump: Dump, options: AnalysisOptions, timings: StageTimings = StageTimings(),
+                                  progress: ((AnalysisProgress) -> Void)? = nil) throws -> AnalysisState {
         let layers = options.layers ?? Array(0..<dump.shape.layers)
         if let bad = layers.first(where: { $0 < 0 || $0 >= dump.shape.layers }) {
             throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers 0–\(dump.shape.layers - 1)", file: dump.path)
@@ -18,8 +21,15 @@ public enum Analyzer {
             case .all: pairs = layers.indices.flatMap { a in (a + 1..<layers.count).map { (a, $0) } }
             }
         }
-        var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs, sources: [DumpSummary(dump)])
-        let plan = BlockPlan(runs: dump.tokenRuns, blockTokens: options.blockTokens)
+        let runs = try selectedRuns(dump, options: options)
+        let selection = [options.sequences.map { "sequences \(IndexList.text($0))" },
+                         options.tokenRange.map { "tokens \($0.lowerBound):\($0.upperBound == Int.max ? "" : String($0.upperBound))" }].compactMap { $0 }
+        var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs,
+                                  sources: [DumpSummary(dump, selected: runs, selection: selection.isEmpty ? nil : selection.joined(separator: ", "))])
+        let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
+        // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
+        // from the page cache the passes fill).
+        let digest = DigestTask(path: dump.path)
         for kind in dump.kinds {
             let channels = dump.shape.heads(of: kind) * dump.shape.headDim
             let kindPairs = (kind == .key || kind == .value || kind == .keyPreRope) ? pairs : []
@@ -30,19 +40,35 @@ public enum Analyzer {
                 frequency: layers.map { _ in FrequencyEnergy() },
                 cross: kindPairs.map { CrossLayerAccumulator(layerA: layers[$0.0], layerB: layers[$0.1], channels: channels) },
                 nonFinite: layers.map { _ in 0 })
-            try blockPass(dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState, progress: progress)
+            try blockPass(dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState,
+                          timings: timings, progress: progress)
             if options.sections.contains(.frequency) {
-                try frequencyPass(dump, kind: kind, layers: layers, options: options, state: &kindState, progress: progress)
+                try frequencyPass(dump, runs: runs, kind: kind, layers: layers, options: options, state: &kindState, timings: timings, progress: progress)
             }
             state.kinds[kind] = kindState
         }
+        state.sources[0].sha256 = try timings.measure("sha256") { try digest.result() }
         return state
+    }
+
+    /// The dump's valid tokens restricted to `options.sequences` and `options.tokenRange`.
+    static func selectedRuns(_ dump: Dump, options: AnalysisOptions) throws(DumpError) -> TokenRuns {
+        guard options.sequences != nil || options.tokenRange != nil else { return dump.tokenRuns }
+        if let bad = options.sequences?.first(where: { $0 < 0 || $0 >= dump.shape.sequences }) {
+            throw DumpError(.badData, "sequence \(bad) asked for, but the dump has sequences 0–\(dump.shape.sequences - 1)", file: dump.path)
+        }
+        let runs = dump.tokenRuns.selecting(sequences: options.sequences.map(Set.init), positions: options.tokenRange)
+        guard runs.totalTokens > 0 else {
+            throw DumpError(.badData, "the selected sequences and token positions hold no valid tokens", file: dump.path)
+        }
+        return runs
     }
 
     /// Token-block-major pass: for each block, every layer in turn; a layer's block is kept while a later
     /// layer it is paired with is folded (one previous block for adjacent pairs, all for `--all-pairs`).
     static func blockPass(_ dump: Dump, kind: TensorKind, layers: [Int], plan: BlockPlan, pairs: [(Int, Int)],
-                          options: AnalysisOptions, state: inout AnalysisState.KindState, progress: ((AnalysisProgress) -> Void)?) throws {
+                          options: AnalysisOptions, state: inout AnalysisState.KindState, timings: StageTimings,
+                          progress: ((AnalysisProgress) -> Void)?) throws {
         let scratch = ReadScratch()
         let readers = try layers.map { layer throws(DumpError) in try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch) }
         let wantsGram = options.sections.contains(.spectra) || options.sections.contains(.similarity)
@@ -55,20 +81,30 @@ public enum Analyzer {
         var buffers = [[Float]](repeating: [], count: keepAll ? layers.count : min(layers.count, 2))
         var blockInfo = [(rows: Int, excluded: [Int], nonFinite: Int)](repeating: (0, [], 0), count: buffers.count)
         let columns = readers.first.map { $0.heads * $0.headDim } ?? 0
+        var productScratch: [Float] = []  // one channels² block product, shared by every layer and pair
         var bytes = 0
         for blockIndex in plan.blocks.indices {
             for (li, reader) in readers.enumerated() {
                 let slot = keepAll ? li : li % 2
+                let start = DispatchTime.now().uptimeNanoseconds
+                var folding = 0.0
                 try plan.read(blockIndex, from: reader, into: &buffers[slot]) { block in
-                    if wantsGram { state.gram[li].fold(block) }
-                    if wantsOutliers {
-                        state.moments[li].fold(block)
-                        state.norms[li].fold(block)
+                    let foldStart = DispatchTime.now().uptimeNanoseconds
+                    if wantsGram {
+                        timings.measure("gram", flops: Double(block.rows * columns * columns)) { state.gram[li].fold(block, scratch: &productScratch) }
                     }
+                    if wantsOutliers {
+                        timings.measure("outliers") {
+                            state.moments[li].fold(block)
+                            state.norms[li].fold(block)
+                        }
+                    }
+                    folding = Double(DispatchTime.now().uptimeNanoseconds - foldStart) / 1e9
                     state.nonFinite[li] += block.nonFiniteValues
                     blockInfo[slot] = (block.rows, block.excludedRows, block.nonFiniteValues)
                     bytes += block.rows * block.columns * 4
                 }
+                timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 - folding)
                 for (pairIndex, a) in partners[li] ?? [] {
                     let other = keepAll ? a : a % 2
                     let info = blockInfo[slot], otherInfo = blockInfo[other]
@@ -79,7 +115,9 @@ public enum Analyzer {
                                                     runs: runs, excludedRows: otherInfo.excluded, nonFiniteValues: otherInfo.nonFinite)
                             let blockB = TokenBlock(rows: info.rows, columns: columns, values: UnsafeBufferPointer(rebasing: pb[0..<(info.rows * columns)]),
                                                     runs: runs, excludedRows: info.excluded, nonFiniteValues: info.nonFinite)
-                            state.cross[pairIndex].fold(blockA, blockB)
+                            timings.measure("cross", flops: Double(2 * info.rows * columns * columns)) {
+                                state.cross[pairIndex].fold(blockA, blockB, scratch: &productScratch)
+                            }
                         }
                     }
                 }
@@ -90,14 +128,15 @@ public enum Analyzer {
 
     /// Sequence-window pass for the DCT: each window of each sequence, a panel of as many heads as fit
     /// `frequencyPanelBytes`, transformed along tokens by a cached FFTW plan.
-    static func frequencyPass(_ dump: Dump, kind: TensorKind, layers: [Int], options: AnalysisOptions,
-                              state: inout AnalysisState.KindState, progress: ((AnalysisProgress) -> Void)?) throws {
+    static func frequencyPass(_ dump: Dump, runs selected: TokenRuns, kind: TensorKind, layers: [Int], options: AnalysisOptions,
+                              state: inout AnalysisState.KindState, timings: StageTimings,
+                              progress: ((AnalysisProgress) -> Void)?) throws {
         let heads = dump.shape.heads(of: kind), headDim = dump.shape.headDim
         var plans: [[Int]: DCTPlan] = [:]
         var panel: [Float] = []
         // Valid tokens of each sequence, as its runs; a window is a slice of that concatenation.
         var runsBySequence = [[TokenRun]](repeating: [], count: dump.shape.sequences)
-        for run in dump.tokenRuns.runs { runsBySequence[run.sequence].append(run) }
+        for run in selected.runs { runsBySequence[run.sequence].append(run) }
         let scratch = ReadScratch()
         var bytes = 0
         for (li, layer) in layers.enumerated() {
@@ -114,7 +153,16 @@ public enum Analyzer {
                         let headRange = h0..<min(h0 + headsPerPanel, heads)
                         let count = headRange.count * headDim
                         if panel.count < n * count { panel = [Float](repeating: 0, count: n * count) }
+                        let key = [n, count]
+                        if plans[key] == nil {
+                            // Measure long transforms on the panel before it is filled (planning overwrites it).
+                            plans[key] = n >= DCTPlan.measuredLength
+                                ? panel.withUnsafeMutableBufferPointer { DCTPlan(length: n, count: count, measuringOn: $0) }
+                                : DCTPlan(length: n, count: count)
+                        }
+                        let plan = plans[key]!
                         // Copy the window's tokens, which may span several runs of the sequence.
+                        let readStart = DispatchTime.now().uptimeNanoseconds
                         var offset = 0, row = 0
                         for run in runs {
                             let lo = max(windowStart - offset, 0), hi = min(windowStart + n - offset, run.count)
@@ -127,13 +175,13 @@ public enum Analyzer {
                             offset += run.count
                         }
                         for i in 0..<(n * count) where !panel[i].isFinite { panel[i] = 0 }
-                        let key = [n, count]
-                        let plan = plans[key] ?? DCTPlan(length: n, count: count)
-                        plans[key] = plan
-                        panel.withUnsafeMutableBufferPointer { buffer in
-                            let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
-                            plan.transform(view, into: view)
-                            state.frequency[li].fold(coefficients: UnsafeBufferPointer(view), length: n, count: count)
+                        timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9)
+                        timings.measure("dct") {
+                            panel.withUnsafeMutableBufferPointer { buffer in
+                                let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
+                                plan.transform(view, into: view)
+                                state.frequency[li].fold(coefficients: UnsafeBufferPointer(view), length: n, count: count)
+                            }
                         }
                         bytes += n * count * 4
                     }
@@ -142,5 +190,29 @@ public enum Analyzer {
             }
             progress?(AnalysisProgress(stage: "\(kind.rawValue) frequency", completed: li + 1, total: layers.count, bytes: bytes))
         }
+    }
+}
+
+/// A file's SHA-256 computed on a background thread; `result()` waits for it.
+private final class DigestTask: @unchecked Sendable {
+    // @unchecked Sendable: `outcome` is written once by the worker before `done` is signalled and read
+    // only after waiting on `done`.
+    private var outcome: Result<String, DumpError> = .failure(DumpError(.notReadable, "not hashed"))
+    private let done = DispatchSemaphore(value: 0)
+
+    init(path: String) {
+        Thread.detachNewThread { [self] in
+            do {
+                outcome = .success(try SHA256.hex(ofFileAt: path))
+            } catch {
+                outcome = .failure(DumpError(.notReadable, "\(error)", file: path))
+            }
+            done.signal()
+        }
+    }
+
+    func result() throws(DumpError) -> String {
+        done.wait()
+        return try outcome.get()
     }
 }

@@ -11,9 +11,9 @@
 /// M4 = M4_A + M4_B + δ⁴ n_A n_B (n_A² − n_A n_B + n_B²) / n³ + 6δ² (n_A² M2_B + n_B² M2_A) / n² + 4δ (n_A M3_B − n_B M3_A) / n.
 /// Merge is the same formula. Kurtosis is Pearson's (not excess): n M4 / M2², 3 for a Gaussian.
 public struct ChannelMoments: Accumulator {
-    public private(set) var count = 0
-    public private(set) var maxAbs: [Float]
-    public private(set) var mean: [Double]
+    public internal(set) var count = 0
+    public internal(set) var maxAbs: [Float]
+    public internal(set) var mean: [Double]
     var m2: [Double], m3: [Double], m4: [Double]
 
     public init(channels: Int) {

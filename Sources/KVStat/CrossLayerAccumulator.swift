@@ -10,10 +10,9 @@ import KVNumerics
 public struct CrossLayerAccumulator: Sendable {
     public let layerA: Int
     public let layerB: Int
-    public private(set) var cross: Matrix<Double>
-    public private(set) var cosineSum = 0.0
-    public private(set) var cosineCount = 0
-    private var scratch: [Float] = []
+    public internal(set) var cross: Matrix<Double>
+    public internal(set) var cosineSum = 0.0
+    public internal(set) var cosineCount = 0
 
     public init(layerA: Int, layerB: Int, channels: Int) {
         self.layerA = layerA
@@ -23,6 +22,13 @@ public struct CrossLayerAccumulator: Sendable {
 
     /// Folds the same tokens' blocks of both layers.
     public mutating func fold(_ a: TokenBlock, _ b: TokenBlock) {
+        var scratch: [Float] = []
+        fold(a, b, scratch: &scratch)
+    }
+
+    /// `fold`, with the caller's float32 scratch for the block product (channels² floats, kept between calls
+    /// so that one buffer serves every pair).
+    public mutating func fold(_ a: TokenBlock, _ b: TokenBlock, scratch: inout [Float]) {
         precondition(a.rows == b.rows && a.columns == b.columns)
         let c = a.columns
         BLAS.accumulateCrossProduct(a.values, b.values, rows: a.rows, aColumns: c, bColumns: c, into: &cross, scratch: &scratch)

@@ -38,15 +38,21 @@ public struct DumpSummary: Codable, Sendable, Equatable {
     public var bytesFloat32: Int
     public var attributes: [String: String]
     public var tensors: [Tensor]
+    /// SHA-256 of the file's bytes (hex), when it was computed (analyze does; inspect does not).
+    public var sha256: String?
+    /// The part of the dump analysed (`--sequences`, `--tokens`), or nil for all of it; `tokens` and
+    /// `sequence_lengths` then count the selected tokens only.
+    public var selection: String?
 
     enum CodingKeys: String, CodingKey {
-        case schema, path, layout, pattern, layers, dtype, kinds, attributes, tensors, padding, sequences, tokens
+        case schema, path, layout, pattern, layers, dtype, kinds, attributes, tensors, padding, sequences, tokens, sha256, selection
         case kvHeads = "kv_heads", queryHeads = "query_heads", headDim = "head_dim"
         case maxTokens = "max_tokens", sequenceLengths = "sequence_lengths"
         case bytesOnDisk = "bytes_on_disk", bytesStored = "bytes_stored", bytesFloat32 = "bytes_float32"
     }
 
-    public init(_ dump: Dump) {
+    /// The summary of `dump`, counting the tokens of `selected` (a selection of its runs) when given.
+    public init(_ dump: Dump, selected: TokenRuns? = nil, selection: String? = nil) {
         path = dump.path
         layout = dump.layout.style.rawValue
         pattern = dump.layout.pattern
@@ -56,8 +62,9 @@ public struct DumpSummary: Codable, Sendable, Equatable {
         headDim = dump.shape.headDim
         sequences = dump.shape.sequences
         maxTokens = dump.shape.maxTokens
-        tokens = dump.shape.tokens
-        sequenceLengths = dump.tokenRuns.lengths
+        tokens = selected?.totalTokens ?? dump.shape.tokens
+        sequenceLengths = (selected ?? dump.tokenRuns).lengths
+        self.selection = selection
         padding = dump.layout.lengthsPath.map { "lengths \($0)" } ?? dump.layout.attentionMaskPath.map { "attention mask \($0)" } ?? "none"
         dtype = dump.format.rawValue
         kinds = dump.kinds.map(\.rawValue)
@@ -69,5 +76,38 @@ public struct DumpSummary: Codable, Sendable, Equatable {
             Tensor(path: $0.path, shape: $0.shape, axes: $0.axes, dtype: $0.format.rawValue, chunks: $0.chunkShape,
                    filters: $0.filters, bytesOnDisk: $0.bytesOnDisk)
         }
+    }
+}
+
+extension DumpSummary {
+    /// One summary for the dumps (or parts of one dump) merged into a state: the first source's facts, with
+    /// token counts added up. Parts of the same file add their sequence lengths position by position;
+    /// different files append theirs, and the path lists how many files there were.
+    public static func combining(_ sources: [DumpSummary]) -> DumpSummary {
+        guard var combined = sources.first else { preconditionFailure("no sources to combine") }
+        let paths = Set(sources.map(\.path))
+        for source in sources.dropFirst() {
+            combined.tokens += source.tokens
+            if paths.count == 1 && source.sequenceLengths.count == combined.sequenceLengths.count {
+                for i in combined.sequenceLengths.indices { combined.sequenceLengths[i] += source.sequenceLengths[i] }
+            } else {
+                combined.sequenceLengths += source.sequenceLengths
+                combined.sequences += source.sequences
+                combined.bytesOnDisk += source.bytesOnDisk
+                combined.bytesStored += source.bytesStored
+                combined.bytesFloat32 += source.bytesFloat32
+            }
+        }
+        if sources.count > 1 {
+            combined.selection = "merged from \(sources.count) states"
+            let hashes = Set(sources.compactMap(\.sha256))
+            if paths.count > 1 {
+                combined.path = "\(paths.count) dumps"
+                combined.sha256 = nil
+            } else if hashes.count > 1 {
+                combined.sha256 = nil
+            }
+        }
+        return combined
     }
 }

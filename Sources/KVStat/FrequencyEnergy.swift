@@ -10,10 +10,10 @@ public struct FrequencyEnergy: Sendable, Equatable {
     public static let fractions: [Double] = [1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2]
     public static let binCount = 64
 
-    public private(set) var low: [Double]
-    public private(set) var bins: [Double]
-    public private(set) var total = 0.0
-    public private(set) var windows = 0
+    public internal(set) var low: [Double]
+    public internal(set) var bins: [Double]
+    public internal(set) var total = 0.0
+    public internal(set) var windows = 0
 
     public init() {
         low = [Double](repeating: 0, count: FrequencyEnergy.fractions.count)

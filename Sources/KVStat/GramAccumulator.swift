@@ -9,21 +9,31 @@ import KVNumerics
 /// Centring is applied at the end: `XᵀX − n μμᵀ` with μ = sum / n, exact in exact arithmetic and accurate in
 /// float64 unless |μ| dwarfs the spread by ~10⁶, which KV activations do not. Merge rule: add all three.
 public struct GramAccumulator: Accumulator {
-    public private(set) var count = 0
-    public private(set) var sum: [Double]
-    public private(set) var gram: Matrix<Double>
-    private var scratch: [Float] = []
+    public internal(set) var count = 0
+    public internal(set) var sum: [Double]
+    /// XᵀX's lower triangle, packed row by row (what `BLAS.accumulateGram` adds to).
+    var packedLower: [Double]
 
     public init(channels: Int) {
         sum = [Double](repeating: 0, count: channels)
-        gram = Matrix(rows: channels, columns: channels)
+        packedLower = [Double](repeating: 0, count: channels * (channels + 1) / 2)
     }
+
+    /// XᵀX, both triangles.
+    public var gram: Matrix<Double> { Matrix.fromPackedLower(packedLower, n: channels) }
 
     public var channels: Int { sum.count }
 
     public mutating func fold(_ block: TokenBlock) {
+        var scratch: [Float] = []
+        fold(block, scratch: &scratch)
+    }
+
+    /// `fold`, with the caller's float32 scratch for the block product (channels² floats, kept between calls
+    /// so that one buffer serves every layer).
+    public mutating func fold(_ block: TokenBlock, scratch: inout [Float]) {
         precondition(block.columns == channels)
-        BLAS.accumulateGram(block.values, rows: block.rows, columns: channels, into: &gram, scratch: &scratch)
+        BLAS.accumulateGram(block.values, rows: block.rows, columns: channels, into: &packedLower, scratch: &scratch)
         count += block.validRows
         let columns = channels
         sum.withUnsafeMutableBufferPointer { s in
@@ -38,7 +48,7 @@ public struct GramAccumulator: Accumulator {
         precondition(other.channels == channels)
         count += other.count
         for c in 0..<channels { sum[c] += other.sum[c] }
-        for i in gram.values.indices { gram.values[i] += other.gram.values[i] }
+        for i in packedLower.indices { packedLower[i] += other.packedLower[i] }
     }
 
     /// Column means μ.

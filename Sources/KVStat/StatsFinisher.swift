@@ -3,13 +3,13 @@
 import KVNumerics
 
 public enum StatsFinisher {
-    /// Finishes `state` into the report written as stats.json.
-    public static func finish(_ state: AnalysisState, version: String) throws -> StatsReport {
+    /// Finishes `state` into the report written as stats.json; the eigendecompositions' time goes to `timings`.
+    public static func finish(_ state: AnalysisState, version: String, timings: StageTimings = StageTimings()) throws -> StatsReport {
         let o = state.options
         let sections = o.sections
         var layers = state.layers.map { StatsReport.Layer(layer: $0, kinds: [:]) }
         var similarity: [String: StatsReport.Similarity] = [:]
-        let dump = state.sources[0]
+        let dump = DumpSummary.combining(state.sources)
         for kind in state.kinds.keys.sorted() {
             let ks = state.kinds[kind]!
             let headDim = dump.headDim
@@ -21,7 +21,9 @@ public enum StatsFinisher {
                 if sections.contains(.spectra) || sections.contains(.similarity) {
                     let matrix = gram.matrix(centered: o.center)
                     let needVectors = sections.contains(.similarity) && !ks.cross.isEmpty
-                    let eigen = try SymmetricEigen(matrix, computeVectors: needVectors)
+                    let eigen = try timings.measure("eigen") {
+                        try SymmetricEigen(matrix, topVectors: needVectors ? min(o.alignRank, gram.channels) : 0)
+                    }
                     let spectrum = Spectrum(gramEigenvalues: eigen.values)
                     if sections.contains(.spectra) {
                         stats.singularValues = spectrum.singularValues
@@ -32,7 +34,8 @@ public enum StatsFinisher {
                         for h in 0..<(gram.channels / headDim) {
                             var block = Matrix<Double>(rows: headDim, columns: headDim)
                             for i in 0..<headDim { for j in 0..<headDim { block[i, j] = matrix[h * headDim + i, h * headDim + j] } }
-                            headValues.append(Spectrum(gramEigenvalues: try SymmetricEigen(block, computeVectors: false).values).singularValues)
+                            let values = try timings.measure("eigen") { try SymmetricEigen(block).values }
+                            headValues.append(Spectrum(gramEigenvalues: values).singularValues)
                         }
                         stats.headSingularValues = headValues
                         stats.headEffectiveRank = Dictionary(uniqueKeysWithValues: Spectrum.energyLevels.map { p in
@@ -71,7 +74,9 @@ public enum StatsFinisher {
                 layers[li].kinds[kind] = stats
             }
             if sections.contains(.similarity) && !ks.cross.isEmpty {
-                similarity[kind.rawValue] = pairMatrices(ks, bases: bases, pairs: state.pairs, layers: state.layers.count, centered: o.center)
+                similarity[kind.rawValue] = timings.measure("pairs") {
+                    pairMatrices(ks, bases: bases, pairs: state.pairs, layers: state.layers.count, centered: o.center)
+                }
             }
         }
         return StatsReport(kvstatVersion: version, options: o, dump: dump, sources: state.sources.map(\.path),
@@ -84,6 +89,13 @@ public enum StatsFinisher {
         var cosine = [[Double?]](repeating: [Double?](repeating: nil, count: layers), count: layers)
         for i in 0..<layers { cosine[i][i] = 1 }
         var cka = cosine, subspace = cosine, channel = cosine
+        // ‖XᵀX‖_F of each column-centred layer, once (a layer is in up to L − 1 pairs).
+        var centeredNorms: [Int: Double] = [:]
+        for (a, b) in pairs {
+            for layer in [a, b] where centeredNorms[layer] == nil {
+                centeredNorms[layer] = frobenius(ks.gram[layer].matrix(centered: true))
+            }
+        }
         for (index, (a, b)) in pairs.enumerated() {
             let pair = ks.cross[index]
             cosine[a][b] = pair.meanCosine
@@ -101,7 +113,7 @@ public enum StatsFinisher {
                     if centered { centeredCross[i, j] = v }
                 }
             }
-            let na = frobenius(ga.matrix(centered: true)), nb = frobenius(gb.matrix(centered: true))
+            let na = centeredNorms[a]!, nb = centeredNorms[b]!
             cka[a][b] = na > 0 && nb > 0 ? crossNorm / (na * nb) : 0
             if a < bases.count, b < bases.count {
                 let (va, sa) = bases[a], (vb, sb) = bases[b]

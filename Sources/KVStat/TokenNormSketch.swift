@@ -18,10 +18,10 @@ public struct TokenNormSketch: Accumulator {
     static let minExponent = -64.0
     static let octaves = 128
 
-    public private(set) var histogram: [Int]
-    public private(set) var count = 0
+    public internal(set) var histogram: [Int]
+    public internal(set) var count = 0
     /// The largest norms seen, descending.
-    public private(set) var largest: [Entry] = []
+    public internal(set) var largest: [Entry] = []
     public let capacity: Int
 
     public init(capacity: Int = 64) {

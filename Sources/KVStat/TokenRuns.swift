@@ -48,6 +48,26 @@ public struct TokenRuns: Sendable, Equatable {
         self.lengths = lengths
     }
 
+    /// The valid tokens of the given sequences (nil: all) at positions in `positions` (nil: all): what an
+    /// analysis of part of a dump (`--sequences`, `--tokens`) reads. Sequence numbers are kept.
+    public func selecting(sequences: Set<Int>? = nil, positions: Range<Int>? = nil) -> TokenRuns {
+        var selected: [TokenRun] = []
+        var lengths = [Int](repeating: 0, count: self.lengths.count)
+        for run in runs where sequences?.contains(run.sequence) ?? true {
+            let lo = max(run.start, positions?.lowerBound ?? run.start)
+            let hi = min(run.start + run.count, positions?.upperBound ?? run.start + run.count)
+            guard lo < hi else { continue }
+            selected.append(TokenRun(sequence: run.sequence, start: lo, count: hi - lo))
+            lengths[run.sequence] += hi - lo
+        }
+        return TokenRuns(runs: selected, lengths: lengths)
+    }
+
+    private init(runs: [TokenRun], lengths: [Int]) {
+        self.runs = runs
+        self.lengths = lengths
+    }
+
     /// The runs cut so that none is longer than `maxCount` tokens.
     public func split(maxCount: Int) -> [TokenRun] {
         precondition(maxCount > 0)

@@ -22,6 +22,15 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Layers to analyse, e.g. 0-7,12.", valueName: "list"))
     var layers: String?
 
+    @Option(help: ArgumentHelp("Sequences (batch rows) to analyse, e.g. 0-3 (default: all).", valueName: "list"))
+    var sequences: String?
+
+    @Option(help: ArgumentHelp("Token positions to analyse in every sequence, START:END (end exclusive; either may be omitted).", valueName: "range"))
+    var tokens: String?
+
+    @Option(help: ArgumentHelp("Also save the accumulators (HDF5) for `kvstat merge`.", valueName: "file"))
+    var saveState: String?
+
     @Flag(help: "Column-centre each layer's matrix before the SVD (spectra and subspace alignment).")
     var center = false
 
@@ -43,6 +52,9 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "No progress on stderr.")
     var quiet = false
 
+    @Flag(help: "Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, with GFLOP/s for the BLAS stages.")
+    var timings = false
+
     func validate() throws {
         guard alignRank > 0 else { throw ValidationError("--align-rank must be positive") }
         guard outlierFactor > 0 else { throw ValidationError("--outlier-factor must be positive") }
@@ -50,6 +62,8 @@ struct AnalyzeCommand: ParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         _ = try parsedSections()
         if let layers { _ = try LayerList.parse(layers) }
+        if let sequences { _ = try LayerList.parse(sequences, option: "--sequences") }
+        if let tokens { _ = try TokenRangeOption.parse(tokens) }
     }
 
     func parsedSections() throws -> Set<AnalysisSection> {
@@ -77,32 +91,40 @@ struct AnalyzeCommand: ParsableCommand {
             analysis.dctWindow = dctWindow
             analysis.blockTokens = options.blockTokens
             analysis.pairs = allPairs ? .all : .adjacent
+            analysis.sequences = try sequences.map { try LayerList.parse($0, option: "--sequences") }
+            analysis.tokenRange = try tokens.map { try TokenRangeOption.parse($0) }
             let progress = ProgressLine(enabled: !quiet)
-            let state = try Analyzer.accumulate(dump, options: analysis, progress: progress.update)
+            let clock = StageTimings()
+            let state = try Analyzer.accumulate(dump, options: analysis, timings: clock, progress: progress.update)
             progress.finish()
-            let report = try StatsFinisher.finish(state, version: KVStatVersion.current)
+            if let saveState { try AnalysisStateFile.save(state, to: saveState, version: KVStatVersion.current) }
+            let report = try StatsFinisher.finish(state, version: KVStatVersion.current, timings: clock)
             let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: dump.path).deletingPathExtension().lastPathComponent
-            var files = StatsCSV.tables(report)
-            files["stats.json"] = try JSONText.encode(report) + "\n"
-            files["summary.md"] = SummaryMarkdown.render(report)
-            try OutputDirectory.write(files, to: directory)
-            if !quiet { FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, summary.md and 5 CSV files\n".utf8)) }
+            try AnalysisOutputs.write(report, to: directory, quiet: quiet)
+            if timings { FileHandle.standardError.write(Data(clock.lines.map { "kvstat: timing \($0)\n" }.joined().utf8)) }
         }
     }
 }
 
-/// Parses `0-7,12` into sorted unique layer numbers.
+/// Parses `--layers` / `--sequences` values (`0-7,12`) for the command line.
 enum LayerList {
-    static func parse(_ text: String) throws -> [Int] {
-        var layers: Set<Int> = []
-        for part in text.split(separator: ",") {
-            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            switch bounds.count {
-            case 1 where bounds[0] != nil: layers.insert(bounds[0]!)
-            case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: layers.formUnion(bounds[0]!...bounds[1]!)
-            default: throw ValidationError("--layers: cannot read '\(part)'; use e.g. 0-7,12")
-            }
+    static func parse(_ text: String, option: String = "--layers") throws -> [Int] {
+        guard let numbers = IndexList.parse(text) else {
+            throw ValidationError("\(option): cannot read '\(text)'; use e.g. 0-7,12")
         }
-        return layers.sorted()
+        return numbers
+    }
+}
+
+/// Parses `--tokens START:END`.
+enum TokenRangeOption {
+    static func parse(_ text: String) throws -> Range<Int> {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        let lower = parts.count == 2 ? (parts[0].isEmpty ? 0 : Int(parts[0])) : nil
+        let upper = parts.count == 2 ? (parts[1].isEmpty ? Int.max : Int(parts[1])) : nil
+        guard let lower, let upper, lower >= 0, lower < upper else {
+            throw ValidationError("--tokens: cannot read '\(text)'; use START:END with START < END, e.g. 0:4096 or 4096:")
+        }
+        return lower..<upper
     }
 }

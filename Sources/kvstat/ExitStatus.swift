@@ -13,6 +13,14 @@ func reportingErrors(_ body: () throws -> Void) throws {
         let prefix = colour ? "\u{1B}[31mkvstat: error:\u{1B}[0m" : "kvstat: error:"
         FileHandle.standardError.write(Data("\(prefix) \(error)\n".utf8))
         throw ExitCode(exitCode(for: error.category))
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        // Anything else (a LAPACK routine that did not converge, say) is kvstat's problem: one line, exit 70.
+        FileHandle.standardError.write(Data("kvstat: error: \(error)\n".utf8))
+        throw ExitCode(70)  // EX_SOFTWARE
     }
 }
 

@@ -47,14 +47,15 @@ struct SplitMix64: RandomNumberGenerator {
         var rng = SplitMix64(state: 1)
         let rows = 37, columns = 5
         let x = (0..<(rows * columns)).map { _ in rng.normal() }
-        var gram = Matrix<Double>(rows: columns, columns: columns)
+        var packed = [Double](repeating: 0, count: columns * (columns + 1) / 2)
         var scratch: [Float] = []
         for start in stride(from: 0, to: rows, by: 10) {
             let n = min(10, rows - start)
             x.withUnsafeBufferPointer { p in
-                BLAS.accumulateGram(UnsafeBufferPointer(rebasing: p[(start * columns)..<((start + n) * columns)]), rows: n, columns: columns, into: &gram, scratch: &scratch)
+                BLAS.accumulateGram(UnsafeBufferPointer(rebasing: p[(start * columns)..<((start + n) * columns)]), rows: n, columns: columns, into: &packed, scratch: &scratch)
             }
         }
+        let gram = Matrix.fromPackedLower(packed, n: columns)
         for i in 0..<columns {
             for j in 0..<columns {
                 let direct = (0..<rows).reduce(0.0) { $0 + Double(x[$1 * columns + i]) * Double(x[$1 * columns + j]) }
@@ -75,7 +76,7 @@ struct SplitMix64: RandomNumberGenerator {
     /// A 3×3 case with a known answer: eigenvalues of [[2,1,0],[1,2,0],[0,0,5]] are 5, 3, 1.
     @Test func symmetricEigenKnownCase() throws {
         let m = Matrix<Double>(rows: 3, columns: 3, values: [2, 1, 0, 1, 2, 0, 0, 0, 5])
-        let eigen = try SymmetricEigen(m, computeVectors: true)
+        let eigen = try SymmetricEigen(m, topVectors: 3)
         #expect(zip(eigen.values, [5.0, 3, 1]).allSatisfy { abs($0 - $1) < 1e-12 })
         let v = try #require(eigen.vectors)
         // A v_j = λ_j v_j for each column.
@@ -87,15 +88,40 @@ struct SplitMix64: RandomNumberGenerator {
         }
     }
 
+    /// The top-k eigenvectors (dsyevr over an index range) equal the leading columns of the full
+    /// decomposition (dsyevd) up to sign, and the eigenvalues do not depend on how many vectors were asked for.
+    @Test func topEigenvectorsMatchFullDecomposition() throws {
+        var rng = SplitMix64(state: 11)
+        let rows = 300, n = 40, k = 6
+        let x = Matrix<Float>(rows: rows, columns: n, values: (0..<(rows * n)).map { _ in rng.normal() })
+        var packed = [Double](repeating: 0, count: n * (n + 1) / 2)
+        var scratch: [Float] = []
+        x.values.withUnsafeBufferPointer { BLAS.accumulateGram($0, rows: rows, columns: n, into: &packed, scratch: &scratch) }
+        let gram = Matrix.fromPackedLower(packed, n: n)
+        let full = try SymmetricEigen(gram, topVectors: n)
+        let top = try SymmetricEigen(gram, topVectors: k)
+        let none = try SymmetricEigen(gram)
+        #expect(none.vectors == nil)
+        #expect(top.values == none.values)  // the same reduction and dsterf
+        #expect(zip(full.values, none.values).allSatisfy { abs($0 - $1) <= 1e-12 * none.values[0] })
+        let vf = try #require(full.vectors), vt = try #require(top.vectors)
+        #expect(vt.rows == n && vt.columns == k)
+        for j in 0..<k {
+            let dot = (0..<n).reduce(0.0) { $0 + vf[$1, j] * vt[$1, j] }
+            #expect(abs(abs(dot) - 1) < 1e-9)
+        }
+    }
+
     /// The eigenvalues of XᵀX are the squared singular values of X (sgesdd on X itself).
     @Test func gramEigenvaluesAreSquaredSingularValues() throws {
         var rng = SplitMix64(state: 7)
         let rows = 200, columns = 12
         let x = Matrix<Float>(rows: rows, columns: columns, values: (0..<(rows * columns)).map { _ in rng.normal() })
-        var gram = Matrix<Double>(rows: columns, columns: columns)
+        var packed = [Double](repeating: 0, count: columns * (columns + 1) / 2)
         var scratch: [Float] = []
-        x.values.withUnsafeBufferPointer { BLAS.accumulateGram($0, rows: rows, columns: columns, into: &gram, scratch: &scratch) }
-        let eigen = try SymmetricEigen(gram, computeVectors: false)
+        x.values.withUnsafeBufferPointer { BLAS.accumulateGram($0, rows: rows, columns: columns, into: &packed, scratch: &scratch) }
+        let gram = Matrix.fromPackedLower(packed, n: columns)
+        let eigen = try SymmetricEigen(gram)
         let svd = try SingularValueDecomposition(x, computeVectors: true)
         for (lambda, sigma) in zip(eigen.values, svd.values) {
             #expect(abs(lambda.squareRoot() - Double(sigma)) <= 1e-4 * Double(svd.values[0]))
@@ -112,13 +138,16 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(worst < 1e-4)
     }
 
-    /// FFTW's scaled REDFT10 equals the orthonormal DCT-II formula and preserves energy.
-    @Test func dctMatchesDirectFormula() {
+    /// FFTW's scaled REDFT10 equals the orthonormal DCT-II formula and preserves energy: one strip, several
+    /// strips with a narrower remainder, and a measured plan.
+    @Test(arguments: [(13, 3, false), (13, 37, false), (64, 37, true)])
+    func dctMatchesDirectFormula(n: Int, count: Int, measured: Bool) {
         var rng = SplitMix64(state: 3)
-        let n = 13, count = 3
-        var x = (0..<(n * count)).map { _ in rng.normal() }
+        var x = [Float](repeating: 0, count: n * count)
+        let plan = measured ? x.withUnsafeMutableBufferPointer { DCTPlan(length: n, count: count, measuringOn: $0) }
+                            : DCTPlan(length: n, count: count)
+        x = (0..<(n * count)).map { _ in rng.normal() }
         let original = x
-        let plan = DCTPlan(length: n, count: count)
         x.withUnsafeMutableBufferPointer { plan.transform($0, into: $0) }
         for c in 0..<count {
             for k in 0..<n {

@@ -135,6 +135,44 @@ struct CLI {
         #expect(csv.count == 1 + 2 * 2)  // keys and values, pairs (0,1) and (1,2)
     }
 
+    /// `analyze --save-state` on two parts of the sample, then `merge`, gives the whole run's statistics.
+    @Test func saveStateAndMergeReproduceTheWholeRun() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("merge-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let common = ["--layers", "0-2", "--quiet"]
+        let whole = try CLI.run(["analyze", CLI.sample, "-o", directory + "/whole"] + common)
+        let first = try CLI.run(["analyze", CLI.sample, "-o", directory + "/a", "--sequences", "0", "--save-state", directory + "/a.h5"] + common)
+        let second = try CLI.run(["analyze", CLI.sample, "-o", directory + "/b", "--sequences", "1-2", "--save-state", directory + "/b.h5"] + common)
+        #expect(whole.status == 0 && first.status == 0 && second.status == 0, "\(first.stderr)\(second.stderr)")
+        let merged = try CLI.run(["merge", directory + "/a.h5", directory + "/b.h5", "-o", directory + "/merged", "--quiet"])
+        #expect(merged.status == 0, "\(merged.stderr)")
+        func stats(_ name: String) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)/stats.json"))) as? [String: Any])
+        }
+        let w = try stats("whole"), m = try stats("merged"), a = try stats("a")
+        let dumpW = try #require(w["dump"] as? [String: Any]), dumpM = try #require(m["dump"] as? [String: Any])
+        #expect(dumpM["tokens"] as? Int == dumpW["tokens"] as? Int)
+        #expect((a["dump"] as? [String: Any])?["tokens"] as? Int == 192)
+        #expect(dumpM["sha256"] as? String == dumpW["sha256"] as? String)
+        for layer in 0..<3 {
+            let lw = try #require((w["layers"] as? [[String: Any]])?[layer]["value"] as? [String: Any])
+            let lm = try #require((m["layers"] as? [[String: Any]])?[layer]["value"] as? [String: Any])
+            #expect(lw["effective_rank"] as? [String: Int] == lm["effective_rank"] as? [String: Int])
+            let sw = try #require(lw["singular_values"] as? [Double]), sm = try #require(lm["singular_values"] as? [Double])
+            #expect(abs(sw[0] - sm[0]) <= 1e-5 * sw[0])
+        }
+    }
+
+    @Test func mergeRejectsFilesThatAreNotStates() throws {
+        let notState = try CLI.run(["merge", CLI.sample, "-o", "/tmp/never-written"])
+        #expect(notState.status == 65)
+        #expect(notState.stderr.contains("minilm-sample.h5: is not a kvstat state file"))
+        #expect(notState.stderr.split(separator: "\n").count == 1)
+        let missing = try CLI.run(["merge", "/nonexistent/state.h5", "-o", "/tmp/never-written"])
+        #expect(missing.status == 66)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written"))
+    }
+
     @Test func analyzeRejectsBadOptionsAndInputs() throws {
         let bad = try CLI.run(["analyze", CLI.sample, "--only", "spectra,nonsense"])
         #expect(bad.status == 64)
