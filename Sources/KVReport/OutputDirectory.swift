@@ -4,8 +4,13 @@ import Foundation
 import KVStat
 
 public enum OutputDirectory {
-    /// Creates `directory` if needed and writes each (name, contents) atomically.
+    /// Creates `directory` if needed and writes each (name, text) atomically.
     public static func write(_ files: [String: String], to directory: String) throws(DumpError) {
+        try write(files.mapValues { Data($0.utf8) }, to: directory)
+    }
+
+    /// Creates `directory` if needed and writes each (name, bytes) atomically.
+    public static func write(_ files: [String: Data], to directory: String) throws(DumpError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -14,7 +19,7 @@ public enum OutputDirectory {
         for name in files.keys.sorted() {
             let target = (directory as NSString).appendingPathComponent(name)
             let temporary = (directory as NSString).appendingPathComponent(".\(name).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-            guard FileManager.default.createFile(atPath: temporary, contents: Data(files[name]!.utf8)) else {
+            guard FileManager.default.createFile(atPath: temporary, contents: files[name]!) else {
                 throw DumpError(.cannotWrite, "cannot write output file", file: target)
             }
             if rename(temporary, target) != 0 {

@@ -122,7 +122,7 @@ public enum Analyzer {
                     }
                 }
             }
-            progress?(AnalysisProgress(stage: "\(kind.rawValue)s", completed: blockIndex + 1, total: plan.blocks.count, bytes: bytes))
+            progress?(AnalysisProgress(stage: kind.plural, completed: blockIndex + 1, total: plan.blocks.count, bytes: bytes))
         }
     }
 

@@ -8,6 +8,16 @@ public enum TensorKind: String, Sendable, Codable, CaseIterable, Comparable {
     /// Keys before the rotary position embedding (the output of `k_proj`), when the dumper wrote both.
     case keyPreRope = "key_pre_rope"
 
+    /// The plural for prose and progress: "keys", "values", "queries", "pre-RoPE keys".
+    public var plural: String {
+        switch self {
+        case .key: return "keys"
+        case .value: return "values"
+        case .query: return "queries"
+        case .keyPreRope: return "pre-RoPE keys"
+        }
+    }
+
     /// Dataset names recognised for this kind in per-layer layouts (lower-cased).
     public var perLayerNames: [String] {
         switch self {

@@ -63,7 +63,7 @@ public struct TokenRuns: Sendable, Equatable {
         return TokenRuns(runs: selected, lengths: lengths)
     }
 
-    private init(runs: [TokenRun], lengths: [Int]) {
+    init(runs: [TokenRun], lengths: [Int]) {
         self.runs = runs
         self.lengths = lengths
     }

@@ -1,4 +1,5 @@
-// Writing what `analyze` and `merge` produce from a finished report: stats.json, the CSVs and summary.md.
+// Writing what `analyze` and `merge` produce from a finished report: stats.json, the CSVs, summary.md and
+// report.html.
 import Foundation
 import KVReport
 import KVStat
@@ -9,9 +10,10 @@ enum AnalysisOutputs {
         var files = StatsCSV.tables(report)
         files["stats.json"] = try JSONText.encode(report) + "\n"
         files["summary.md"] = SummaryMarkdown.render(report)
+        files["report.html"] = ReportHTML.render(stats: report)
         try OutputDirectory.write(files, to: directory)
         if !quiet {
-            FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, summary.md and \(files.count - 2) CSV files\n".utf8))
+            FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, report.html, summary.md and \(files.count - 3) CSV files\n".utf8))
         }
     }
 }

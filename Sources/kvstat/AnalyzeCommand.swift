@@ -52,6 +52,9 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "No progress on stderr.")
     var quiet = false
 
+    @Flag(help: "Progress, completion and errors as one JSON object per line on stderr (for schedulers).")
+    var logJSON = false
+
     @Flag(help: "Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, with GFLOP/s for the BLAS stages.")
     var timings = false
 
@@ -80,7 +83,7 @@ struct AnalyzeCommand: ParsableCommand {
 
     func run() throws {
         if let threads { BLAS.setThreads(threads) }
-        try reportingErrors {
+        try reportingErrors(json: logJSON) {
             let dump = try options.open()
             var analysis = AnalysisOptions()
             analysis.sections = try parsedSections()
@@ -91,16 +94,17 @@ struct AnalyzeCommand: ParsableCommand {
             analysis.dctWindow = dctWindow
             analysis.blockTokens = options.blockTokens
             analysis.pairs = allPairs ? .all : .adjacent
+            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: dump.path).deletingPathExtension().lastPathComponent
             analysis.sequences = try sequences.map { try LayerList.parse($0, option: "--sequences") }
             analysis.tokenRange = try tokens.map { try TokenRangeOption.parse($0) }
-            let progress = ProgressLine(enabled: !quiet)
+            let progress = ProgressLine(quiet: quiet, json: logJSON)
             let clock = StageTimings()
             let state = try Analyzer.accumulate(dump, options: analysis, timings: clock, progress: progress.update)
             progress.finish()
             if let saveState { try AnalysisStateFile.save(state, to: saveState, version: KVStatVersion.current) }
             let report = try StatsFinisher.finish(state, version: KVStatVersion.current, timings: clock)
-            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: dump.path).deletingPathExtension().lastPathComponent
-            try AnalysisOutputs.write(report, to: directory, quiet: quiet)
+            try AnalysisOutputs.write(report, to: directory, quiet: quiet || logJSON)
+            progress.finish(output: directory)
             if timings { FileHandle.standardError.write(Data(clock.lines.map { "kvstat: timing \($0)\n" }.joined().utf8)) }
         }
     }

@@ -8,7 +8,7 @@ struct KVStatCommand: ParsableCommand {
         abstract: "Statistics and low-rank fits for LLM key/value-cache dumps in HDF5.",
         discussion: "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output not writable, 70 internal error (docs/exit-codes.md).",
         version: KVStatVersion.current,
-        subcommands: [InspectCommand.self, AnalyzeCommand.self, MergeCommand.self])
+        subcommands: [InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self, ReportCommand.self])
 }
 
 enum KVStatVersion {

@@ -25,10 +25,11 @@ struct CLI {
         var stderr: String
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    /// Runs kvstat with `arguments`, or with `direct`, the program `arguments[0]` itself.
+    static func run(_ arguments: [String], direct: Bool = false) throws -> Result {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        process.executableURL = direct ? URL(fileURLWithPath: arguments[0]) : binary
+        process.arguments = direct ? Array(arguments.dropFirst()) : arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -118,7 +119,7 @@ struct CLI {
         let result = try CLI.run(["analyze", CLI.sample, "-o", directory, "--layers", "0-2", "--quiet"])
         #expect(result.status == 0, "\(result.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
-        #expect(files == ["channels.csv", "frequency.csv", "layers.csv", "similarity.csv", "spectra.csv", "stats.json", "summary.md"])
+        #expect(files == ["channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv", "spectra.csv", "stats.json", "summary.md"])
         let stats = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
         #expect(stats["schema"] as? String == "kvstat.stats/1")
         let layers = try #require(stats["layers"] as? [[String: Any]])
@@ -183,5 +184,151 @@ struct CLI {
         let layers = try CLI.run(["analyze", CLI.sample, "--layers", "0-9", "-o", "/tmp/never-written"])
         #expect(layers.status == 65)
         #expect(layers.stderr.contains("layer 6 asked for"))
+    }
+}
+
+@Suite struct FitCLITests {
+    static func directory(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+    }
+
+    /// The artifacts load in Python: safetensors (numpy) and h5py hold the same orthonormal projections, and
+    /// compressing/reconstructing the dump's keys with them in numpy gives the manifest's error.
+    static let python = """
+    import json, sys, h5py, numpy as np
+    from safetensors.numpy import load_file
+    out, dump = sys.argv[1], sys.argv[2]
+    manifest = json.load(open(f"{out}/manifest.json"))
+    tensors = load_file(f"{out}/projections.safetensors")
+    with h5py.File(f"{out}/projections.h5", "r") as h:
+        for unit in manifest["units"]:
+            p = tensors[unit["name"] + ".proj"]
+            assert p.shape == (unit["dimension"], unit["stored_rank"]), (unit["name"], p.shape)
+            assert np.array_equal(p, h[unit["name"]]["proj"][()]), unit["name"]
+            assert np.abs(p.T @ p - np.eye(p.shape[1])).max() < 1e-5, unit["name"]
+    with h5py.File(dump, "r") as f:
+        mask = f["attention_mask"][()].astype(bool)
+        k = f["layers/0/key"][()].transpose(0, 2, 1, 3)[mask].reshape(int(mask.sum()), -1).astype(np.float64)
+    p = tensors["layers.0.key.proj"].astype(np.float64)
+    mu = tensors["layers.0.key.mean"].astype(np.float64)
+    latent = (k - mu) @ p                       # compress: tokens x rank
+    rebuilt = latent @ p.T + mu                 # reconstruct
+    error = np.linalg.norm(k - rebuilt) / np.linalg.norm(k)
+    expected = manifest["fit"]["per_layer"]["key"][0]
+    assert abs(error - expected) < 1e-4, (error, expected)
+    print("ok", error)
+    """
+
+    @Test func artifactsRoundTripThroughSafetensorsAndH5py() throws {
+        let out = Self.directory("fit")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fit = try CLI.run(["fit-lowrank", CLI.sample, "--method", "pca", "--center", "--keep-ratio", "0.25", "--layers", "0-2", "-o", out, "--quiet"])
+        #expect(fit.status == 0, "\(fit.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        #expect(files == ["fit.csv", "manifest.json", "projections.h5", "projections.safetensors", "report.html"])
+        let check = try CLI.run(["/usr/bin/env", "python3", "-c", Self.python, out, CLI.sample], direct: true)
+        #expect(check.status == 0 && check.stdout.hasPrefix("ok"), "\(check.stderr)")
+        let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n")
+        #expect(csv.first == "layer,kind,rank,dimension,fit_error,held_out_error,external_error")
+        #expect(csv.count == 1 + 2 * 3)
+        // `kvstat eval` on the same dump reproduces the fit's own errors.
+        let eval = try CLI.run(["eval", "--artifact", out, CLI.sample])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let evaluated = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json"))) as? [String: Any])
+        let a = try #require((evaluated["overall"] as? [String: Double])?["all"])
+        let b = try #require(((manifest["fit"] as? [String: Any])?["overall"] as? [String: Double])?["all"])
+        #expect(abs(a - b) < 1e-9)
+        #expect(manifest["schema"] as? String == "kvstat.fit/1")
+        #expect((manifest["source"] as? [String: Any])?["sha256"] as? String != nil)
+    }
+
+    @Test func sweepWritesTheCurveAndMatryoshkaNamesHeads() throws {
+        let out = Self.directory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let run = try CLI.run(["fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--layers", "0-1", "--window", "16", "-o", out, "--quiet"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let sweep = try String(contentsOfFile: out + "/sweep.csv", encoding: .utf8).split(separator: "\n")
+        #expect(sweep.first == "method,keep_ratio,memory_ratio,fit_error,held_out_error")
+        #expect(sweep.count == 1 + 4 * 5)
+        let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: out + "/projections.safetensors")).readData(ofLength: 1 << 16)
+        #expect(String(decoding: header, as: UTF8.self).contains("layers.1.value.heads.11.proj"))
+    }
+
+    @Test func badFitOptionsAreUsageErrors() throws {
+        let two = try CLI.run(["fit-lowrank", CLI.sample, "--rank", "4", "--energy", "0.9"])
+        #expect(two.status == 64 && two.stderr.contains("at most one of --rank"))
+        let method = try CLI.run(["fit-lowrank", CLI.sample, "--method", "svd"])
+        #expect(method.status == 64 && method.stderr.contains("choose pca, xkv, matryoshka or cskv"))
+        let missing = try CLI.run(["eval", "--artifact", "/nonexistent", CLI.sample])
+        #expect(missing.status == 66)
+    }
+}
+
+@Suite struct ReportBrowserTests {
+    /// The bundled sample's report (analyze + a matryoshka sweep with held-out tokens), rendered by headless
+    /// Chromium: the picture is not blank and each of the six sections has its plot.
+    @Test func sampleReportRendersInChromium() throws {
+        let directory = FitCLITests.directory("report")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let analyze = try CLI.run(["analyze", CLI.sample, "-o", directory + "/stats", "--quiet"])
+        let fit = try CLI.run(["fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--holdout", "0.34", "--window", "32",
+                               "-o", directory + "/fit", "--quiet"])
+        #expect(analyze.status == 0 && fit.status == 0, "\(analyze.stderr)\(fit.stderr)")
+        let report = try CLI.run(["report", directory + "/stats", "--fit", directory + "/fit"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let html = try String(contentsOfFile: directory + "/stats/report.html", encoding: .utf8)
+        #expect(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"))
+        let shot = try CLI.run([CLI.repository.appendingPathComponent("scripts/screenshot.sh").path, directory + "/stats/report.html",
+                                directory + "/shot.png"], direct: true)
+        try #require(shot.status == 0, "headless Chromium failed (scripts/setup.sh installs it): \(shot.stderr)")
+        let check = try CLI.run(["/usr/bin/env", "python3", CLI.repository.appendingPathComponent("Tests/Fixtures/check_report_png.py").path,
+                                 directory + "/shot.png", "dump:table", "spectra", "similarity", "outliers", "frequency", "fits"], direct: true)
+        #expect(check.status == 0 && check.stdout.contains("ok"), "\(check.stdout)\(check.stderr)")
+    }
+}
+
+@Suite struct NotebookDataTests {
+    static let committed = CLI.repository.appendingPathComponent("notebooks-data/minilm-sample.kvstat").path
+
+    /// The committed outputs beside the sample are what this kvstat computes (regenerate them with
+    /// `kvstat analyze notebooks-data/minilm-sample.h5 -o notebooks-data/minilm-sample.kvstat` after a change).
+    @Test func committedSampleOutputsAreCurrent() throws {
+        let fresh = FitCLITests.directory("fresh")
+        defer { try? FileManager.default.removeItem(atPath: fresh) }
+        let run = try CLI.run(["analyze", CLI.sample, "-o", fresh, "--quiet"])
+        #expect(run.status == 0, "\(run.stderr)")
+        func load(_ directory: String) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
+        }
+        let a = try load(Self.committed), b = try load(fresh)
+        #expect(a["schema"] as? String == b["schema"] as? String)
+        let la = try #require(a["layers"] as? [[String: Any]]), lb = try #require(b["layers"] as? [[String: Any]])
+        #expect(la.count == lb.count)
+        for (x, y) in zip(la, lb) {
+            for kind in ["key", "value", "query"] {
+                let sx = try #require((x[kind] as? [String: Any])?["singular_values"] as? [Double])
+                let sy = try #require((y[kind] as? [String: Any])?["singular_values"] as? [Double])
+                for (p, q) in zip(sx, sy) where p > 1e-3 * sx[0] { #expect(abs(p - q) <= 1e-6 * p, "regenerate notebooks-data/minilm-sample.kvstat") }
+                #expect((x[kind] as? [String: Any])?["effective_rank"] as? [String: Int] == (y[kind] as? [String: Any])?["effective_rank"] as? [String: Int])
+            }
+        }
+        for name in ["layers.csv", "similarity.csv", "channels.csv", "frequency.csv", "spectra.csv", "report.html", "summary.md"] {
+            #expect(FileManager.default.fileExists(atPath: Self.committed + "/" + name), "\(name) is missing from notebooks-data")
+        }
+    }
+
+    static let jupyter: Bool = {
+        (try? CLI.run(["/usr/bin/env", "python3", "-c", "import nbconvert, nbformat, pandas, matplotlib, ipykernel"], direct: true).status) == 0
+    }()
+
+    /// explore.ipynb runs headless and redraws its two plots from the committed data.
+    @Test(.enabled(if: NotebookDataTests.jupyter, "Jupyter (nbconvert, ipykernel), pandas and matplotlib are not installed: notebook not executed"))
+    func exploreNotebookExecutes() throws {
+        let out = FitCLITests.directory("notebook")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let run = try CLI.run(["/usr/bin/env", "python3", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                               CLI.repository.appendingPathComponent("notebooks-data/explore.ipynb").path, "--output-dir", out], direct: true)
+        #expect(run.status == 0, "\(run.stderr)")
     }
 }
