@@ -27,7 +27,11 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CHalfFloat"),
+        .target(name: "CProcessControl"),
 
         .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
         .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat"]),
@@ -36,10 +40,11 @@ let package = Package(
             name: "KVStat",
             dependencies: ["HDF5Kit", "KVNumerics", "FileDigest", .product(name: "Yams", package: "Yams")]),
         .target(name: "KVReport", dependencies: ["KVStat"]),
+        .target(name: "KVBatch", dependencies: ["KVStat", "KVReport", "FileDigest", "CSQLite"]),
         .executableTarget(
             name: "kvstat",
             dependencies: [
-                "KVStat", "KVReport",
+                "KVStat", "KVReport", "KVBatch", "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -48,6 +53,7 @@ let package = Package(
         .testTarget(name: "FileDigestTests", dependencies: ["FileDigest"]),
         .testTarget(name: "KVStatTests", dependencies: ["KVStat", "HDF5Kit", "KVNumerics"]),
         .testTarget(name: "KVReportTests", dependencies: ["KVReport", "KVStat"]),
+        .testTarget(name: "KVBatchTests", dependencies: ["KVBatch"]),
         .testTarget(name: "kvstatTests", dependencies: ["KVStat", "HDF5Kit"]),
     ],
     swiftLanguageModes: [.v6]

@@ -74,6 +74,28 @@ public enum SummaryMarkdown {
                 out.append("| " + cells.joined(separator: " | ") + " |")
             }
         }
+        // Cross-layer similarity of the computed pairs, keys and values side by side.
+        var pairs: [(Int, Int)] = []
+        if let sim = r.similarity["key"] ?? r.similarity["value"] {
+            for a in sim.cka.indices { for b in (a + 1)..<sim.cka.count where sim.cka[a][b] != nil { pairs.append((a, b)) } }
+        }
+        if !pairs.isEmpty {
+            out.append("")
+            out.append("## similarity")
+            out.append("")
+            out.append("| layers | keys CKA | keys cosine | keys subspace | values CKA | values cosine | values subspace |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|")
+            for (a, b) in pairs.prefix(64) {
+                var cells = ["\(r.layers[a].layer)–\(r.layers[b].layer)"]
+                for kind in ["key", "value"] {
+                    let sim = r.similarity[kind]
+                    for matrix in [sim?.cka, sim?.cosine, sim?.subspaceAlignment] {
+                        cells.append((matrix?[a][b]).map { fmt($0, 3) } ?? "–")
+                    }
+                }
+                out.append("| " + cells.joined(separator: " | ") + " |")
+            }
+        }
         out.append("")
         out.append("Definitions: docs/statistics.md. Numbers: stats.json and the CSV files beside this page.")
         return out.joined(separator: "\n") + "\n"

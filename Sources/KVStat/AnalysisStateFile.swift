@@ -17,6 +17,8 @@ public enum AnalysisStateFile {
     /// Writes `state` to `path` atomically (a temporary name in the same folder, renamed into place).
     public static func save(_ state: AnalysisState, to path: String, version: String) throws(DumpError) {
         let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        try DiskSpace.require(estimatedBytes(state), for: path)
         let temporary = (directory.isEmpty ? "." : directory) + "/." + (path as NSString).lastPathComponent
             + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
         do {
@@ -40,6 +42,25 @@ public enum AnalysisStateFile {
             throw DumpError(.cannotOpen, "no such state file, or it is not readable", file: path)
         }
         return try translatingHDF5Errors(file: path) { try read(path) }
+    }
+
+    /// The bytes the file will take: every accumulator's numbers, plus HDF5's overhead per dataset.
+    static func estimatedBytes(_ state: AnalysisState) -> Int {
+        var bytes = 1 << 16
+        for ks in state.kinds.values {
+            for i in ks.gram.indices {
+                let c = ks.gram[i].channels
+                bytes += 8 * (c * (c + 1) / 2 + 6 * c + ks.norms[i].histogram.count + 3 * ks.norms[i].largest.count + 80) + 4 * c + 16 * 4096
+            }
+            for pair in ks.cross { bytes += 8 * pair.cross.values.count + 8192 }
+        }
+        return bytes
+    }
+
+    /// Whether `path` is an HDF5 file with this format's root attribute (read without loading the state).
+    public static func isStateFile(_ path: String) -> Bool {
+        guard let file = try? HDF5File.open(path), let root = try? file.root() else { return false }
+        return (try? root.stringAttribute("format")) == format
     }
 
     // MARK: writing

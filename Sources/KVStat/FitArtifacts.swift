@@ -36,6 +36,8 @@ public enum FitArtifacts {
     /// the root attribute `manifest`; matryoshka's rank table as `/ladder_ranks` [budgets × projections].
     public static func writeHDF5(_ result: LowRankFitResult, to path: String) throws(DumpError) {
         let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+        let bytes = result.projections.reduce(1 << 16) { $0 + 4 * ($1.basis.values.count + ($1.mean?.count ?? 0)) + 8 * $1.eigenvalues.count + 8192 }
+        try DiskSpace.require(bytes, for: path)
         do {
             try write(result, temporary)
         } catch {

@@ -7,10 +7,7 @@ import KVStat
 enum AnalysisOutputs {
     /// Writes every output file of `report` into `directory`, each atomically.
     static func write(_ report: StatsReport, to directory: String, quiet: Bool) throws {
-        var files = StatsCSV.tables(report)
-        files["stats.json"] = try JSONText.encode(report) + "\n"
-        files["summary.md"] = SummaryMarkdown.render(report)
-        files["report.html"] = ReportHTML.render(stats: report)
+        let files = try AnalysisFiles.render(report)
         try OutputDirectory.write(files, to: directory)
         if !quiet {
             FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, report.html, summary.md and \(files.count - 3) CSV files\n".utf8))

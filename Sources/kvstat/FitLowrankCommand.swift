@@ -128,21 +128,31 @@ struct FitLowrankCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors(json: logJSON) {
-            let dump = try options.open()
             let fit = try fitOptions()
-            let other = try evalDump.map { path throws(DumpError) in try Dump(path: path) }
             let progress = ProgressLine(quiet: quiet, json: logJSON)
-            let result = try LowRankFit.run(dump, options: fit, evalDump: other, version: KVStatVersion.current,
+            // A state file (a batch corpus, merge --save-state) is fitted from its Grams; anything else is a dump.
+            let fromState = AnalysisStateFile.isStateFile(options.dump)
+            let result: LowRankFitResult
+            if fromState {
+                guard !sweep, evalDump == nil else {
+                    throw DumpError(.badData, "--sweep and --eval need a dump, not a state file", file: options.dump)
+                }
+                result = try StateFit.run(try AnalysisStateFile.load(options.dump), path: options.dump, options: fit,
+                                          version: KVStatVersion.current, command: CommandLine.arguments)
+            } else {
+                let other = try evalDump.map { path throws(DumpError) in try Dump(path: path) }
+                result = try LowRankFit.run(try options.open(), options: fit, evalDump: other, version: KVStatVersion.current,
                                             command: CommandLine.arguments, progress: progress.update)
+            }
             var report = result.report
             var files: [String: Data] = [:]
             if sweep {
-                let rungs = try LowRankSweep.run(dump, options: fit, progress: progress.update)
+                let rungs = try LowRankSweep.run(try options.open(), options: fit, progress: progress.update)
                 report.sweep = rungs
                 files["sweep.csv"] = Data(FitCSV.sweep(rungs).utf8)
             }
             progress.finish()
-            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: dump.path).deletingPathExtension().lastPathComponent + "-" + fit.method.rawValue
+            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-" + fit.method.rawValue
             let finished = LowRankFitResult(projections: result.projections, report: report)
             files["projections.safetensors"] = try FitArtifacts.safetensors(finished)
             files["manifest.json"] = Data((try JSONText.encode(report) + "\n").utf8)

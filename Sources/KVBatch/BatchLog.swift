@@ -1,0 +1,49 @@
+// What a batch says while it runs: plain lines on stderr, or one JSON object per event with --log-json.
+import Foundation
+
+final class BatchLog: @unchecked Sendable {
+    // @unchecked Sendable: events are written from the scheduling thread only.
+    let json: Bool
+    let quiet: Bool
+
+    init(json: Bool, quiet: Bool) {
+        self.json = json
+        self.quiet = quiet
+    }
+
+    func event(_ name: String, _ fields: [String: Any]) {
+        if json {
+            var object = fields
+            object["event"] = name
+            write(object)
+        } else if !quiet, name == "failed" {
+            FileHandle.standardError.write(Data("kvstat batch: failed: \(BatchLog.line(fields["path"] as? String ?? "", fields["message"] as? String ?? ""))\n".utf8))
+        }
+    }
+
+    func summary(_ s: BatchSummary) {
+        let gb = Double(s.bytesRead) / 1e9
+        if json {
+            write(["event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
+                   "gb_read": (gb * 1000).rounded() / 1000, "seconds": (s.seconds * 100).rounded() / 100, "corpus_dumps": s.corpusDumps,
+                   "exit_code": Int(s.exitCode)])
+            return
+        }
+        guard !quiet else { return }
+        var text = String(format: "kvstat batch: %d done, %d skipped, %d failed; %d tokens, %.2f GB read, %.1f s; corpus of %d dumps\n",
+                          s.done, s.skipped, s.failed.count, s.tokens, gb, s.seconds, s.corpusDumps)
+        for f in s.failed { text += "  failed: \(BatchLog.line(f.path, f.message))\n" }
+        for note in s.corpusNotes { text += "  \(note)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    /// `path: message`, without repeating a path the child's message already starts with.
+    static func line(_ path: String, _ message: String) -> String {
+        message.hasPrefix(path) ? message : "\(path): \(message)"
+    }
+
+    private func write(_ object: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        FileHandle.standardError.write(data + Data("\n".utf8))
+    }
+}

@@ -1,0 +1,271 @@
+// `kvstat batch`: each dump analysed (and fitted) by a child kvstat process into OUT/<content id>/, with
+// every state change committed to the ledger, then the corpus state merged from the finished dumps.
+// Crash-safe: outputs appear by renaming a finished temporary folder, and a rerun resumes from the ledger.
+import FileDigest
+import Foundation
+import KVReport
+import KVStat
+
+/// What a batch run is asked to do.
+public struct BatchOptions: Sendable {
+    public var inputs: [String]
+    public var output: String
+    /// Dumps processed at once; BLAS threads per child = cores ÷ jobs.
+    public var jobs = 1
+    public var shard: (index: Int, count: Int)?
+    /// Extra `analyze` arguments (e.g. `--dct-window 4096`).
+    public var analyzeArguments: [String] = []
+    /// `fit-lowrank` arguments (e.g. `--method pca --keep-ratio 0.25`); nil: no fit.
+    public var fitArguments: [String]?
+    /// The kvstat executable children run.
+    public var executable: String
+    public var logJSON = false
+    public var quiet = false
+
+    public init(inputs: [String], output: String, executable: String) {
+        self.inputs = inputs
+        self.output = output
+        self.executable = executable
+    }
+}
+
+/// The end-of-run summary.
+public struct BatchSummary: Sendable {
+    public var done = 0, skipped = 0
+    public var failed: [(path: String, message: String)] = []
+    public var tokens = 0
+    public var bytesRead = 0
+    public var seconds = 0.0
+    public var corpusDumps = 0
+    public var corpusNotes: [String] = []
+    /// 0 all done, 2 some failed, 1 nothing could run.
+    public var exitCode: Int32 {
+        if failed.isEmpty { return 0 }
+        return done + skipped > 0 ? 2 : 1
+    }
+}
+
+public final class BatchRunner {
+    let options: BatchOptions
+    let log: BatchLog
+
+    public init(_ options: BatchOptions) {
+        self.options = options
+        log = BatchLog(json: options.logJSON, quiet: options.quiet)
+    }
+
+    public func run() throws -> BatchSummary {
+        let start = Date()
+        let out = options.output
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw BatchError(.cannotWrite, "cannot create output folder \(out) (\(error.localizedDescription))")
+        }
+        let lock = try DirectoryLock(directory: out)
+        defer { withExtendedLifetime(lock) {} }
+        let ledger: Ledger
+        do { ledger = try Ledger(path: out + "/ledger.sqlite") } catch { throw BatchError(.cannotWrite, "\(error)") }
+        try recover(ledger)
+
+        var paths = BatchInputs.expand(options.inputs)
+        if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
+        guard !paths.isEmpty else { throw BatchError(.noInputs, "the inputs name no dumps (folders are searched for *.h5, *.hdf5, *.he5)") }
+        log.event("start", ["inputs": paths.count, "output": out, "jobs": options.jobs])
+
+        var summary = BatchSummary()
+        var queue: [(id: String, path: String, bytes: Int)] = []
+        var queued: Set<String> = []
+        for path in paths {
+            switch identify(path, ledger: ledger) {
+            case .failure(let failure):
+                // No content to hash: the row is keyed by the path itself.
+                try record(ledger, LedgerEntry(id: "path:" + path, path: path, state: .failed, message: failure.message))
+                summary.failed.append((path, failure.message))
+                log.event("failed", ["path": path, "message": failure.message])
+            case .success(let (id, bytes)):
+                let existing = try ledgerEntry(ledger, id)
+                if existing?.state == .done && FileManager.default.fileExists(atPath: "\(out)/\(id)/stats.json") {
+                    summary.skipped += 1
+                    continue
+                }
+                guard queued.insert(id).inserted else { continue }  // the same content under two names
+                queue.append((id, path, bytes))
+            }
+        }
+        try process(queue, ledger: ledger, summary: &summary)
+        try updateCorpus(ledger: ledger, summary: &summary)
+        summary.seconds = Date().timeIntervalSince(start)
+        log.summary(summary)
+        return summary
+    }
+
+    // MARK: steps
+
+    /// After a crash: temporary folders of dead runs are removed, `running` rows become pending, and a dump
+    /// whose output folder was renamed into place before the ledger said so is marked done.
+    func recover(_ ledger: Ledger) throws {
+        let out = options.output
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: out + "/" + name)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out + "/corpus")) ?? [] where name.contains(".tmp") {
+            try? FileManager.default.removeItem(atPath: out + "/corpus/" + name)
+        }
+        do {
+            try ledger.resetRunning()
+            for entry in try ledger.entries() where entry.state != .done && FileManager.default.fileExists(atPath: "\(out)/\(entry.id)/stats.json") {
+                var done = entry
+                done.state = .done
+                done.message = nil
+                try ledger.record(done)
+            }
+        } catch { throw BatchError(.cannotWrite, "\(error)") }
+    }
+
+    /// The content id of a dump: the first 16 hex digits of its SHA-256, cached by (path, size, mtime).
+    func identify(_ path: String, ledger: Ledger) -> Result<(String, Int), BatchFailure> {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
+        else { return .failure(BatchFailure("no such file, or it is not readable")) }
+        let mtime = Int(modified.timeIntervalSince1970 * 1e9)
+        if let id = try? ledger.cachedID(path: path, size: size, mtimeNanoseconds: mtime) { return .success((id, size)) }
+        guard let digest = try? SHA256.hex(ofFileAt: path) else { return .failure(BatchFailure("cannot read the file to hash it")) }
+        let id = String(digest.prefix(16))
+        try? ledger.rememberID(id, path: path, size: size, mtimeNanoseconds: mtime)
+        return .success((id, size))
+    }
+
+    /// Runs the queue with at most `jobs` children at once.
+    func process(_ queue: [(id: String, path: String, bytes: Int)], ledger: Ledger, summary: inout BatchSummary) throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let threads = max(1, cores / max(options.jobs, 1))
+        let finished = DispatchSemaphore(value: 0)
+        var running: [Int: (id: String, path: String, bytes: Int, job: ChildJob)] = [:]
+        var next = 0
+        while next < queue.count || !running.isEmpty {
+            while running.count < options.jobs && next < queue.count {
+                let item = queue[next]
+                next += 1
+                try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .running))
+                log.event("running", ["path": item.path, "id": item.id])
+                let job = ChildJob(executable: options.executable, dump: item.path, output: options.output, id: item.id,
+                                   threads: threads, analyzeArguments: options.analyzeArguments, fitArguments: options.fitArguments) {
+                    finished.signal()
+                }
+                do {
+                    try job.start()
+                    running[job.number] = (item.id, item.path, item.bytes, job)
+                } catch {
+                    let message = "cannot start \(options.executable): \(error)"
+                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: message))
+                    summary.failed.append((item.path, message))
+                }
+            }
+            guard !running.isEmpty else { continue }
+            finished.wait()
+            for (number, item) in running where item.job.isFinished {
+                running[number] = nil
+                switch item.job.outcome() {
+                case .success(let (tokens, seconds)):
+                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .done, tokens: tokens, bytes: item.bytes, seconds: seconds))
+                    summary.done += 1
+                    summary.tokens += tokens
+                    summary.bytesRead += item.bytes
+                    log.event("done", ["path": item.path, "id": item.id, "tokens": tokens, "seconds": (seconds * 100).rounded() / 100])
+                case .failure(let failure):
+                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: failure.message))
+                    summary.failed.append((item.path, failure.message))
+                    log.event("failed", ["path": item.path, "id": item.id, "message": failure.message])
+                }
+            }
+        }
+    }
+
+    /// Merges the finished dumps not yet in OUT/corpus/state.h5 into it (atomically; its `sources` record
+    /// which dumps it holds, by SHA-256), then writes the corpus outputs.
+    func updateCorpus(ledger: Ledger, summary: inout BatchSummary) throws {
+        let out = options.output
+        let corpusState = out + "/corpus/state.h5"
+        var corpus: AnalysisState? = FileManager.default.fileExists(atPath: corpusState) ? try? AnalysisStateFile.load(corpusState) : nil
+        var included = Set(corpus?.sources.compactMap(\.sha256) ?? [])
+        // A dump's id is the start of its SHA-256: dumps already in the corpus are skipped without loading.
+        let includedIDs = Set(included.map { String($0.prefix(16)) })
+        var added = 0
+        let done = ((try? ledger.entries()) ?? []).filter { $0.state == .done && !includedIDs.contains($0.id) }.sorted { $0.id < $1.id }
+        for entry in done {
+            let path = "\(out)/\(entry.id)/state.h5"
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            do {
+                let state = try AnalysisStateFile.load(path)
+                guard let sha = state.sources.first?.sha256, !included.contains(sha) else { continue }
+                if corpus == nil { corpus = state } else { try corpus!.merge(state) }
+                included.insert(sha)
+                added += 1
+            } catch {
+                summary.corpusNotes.append("\(entry.path): not merged into the corpus: \(error)")
+            }
+        }
+        guard let corpus else { return }
+        summary.corpusDumps = included.count
+        do {
+            try FileManager.default.createDirectory(atPath: out + "/corpus", withIntermediateDirectories: true)
+            if added > 0 { try AnalysisStateFile.save(corpus, to: corpusState, version: KVStatVersion.current) }
+            // The outputs are rewritten when the corpus grew, or when a crash left them missing.
+            if added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/report.html") {
+                let report = try StatsFinisher.finish(corpus, version: KVStatVersion.current)
+                try OutputDirectory.write(try AnalysisFiles.render(report), to: out + "/corpus")
+            }
+        } catch {
+            throw BatchError(.cannotWrite, "cannot write the corpus statistics: \(error)")
+        }
+        log.event("corpus", ["dumps": included.count, "added": added])
+        if let fitArguments = options.fitArguments, added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/fit/manifest.json") {
+            fitCorpus(fitArguments, summary: &summary)
+        }
+    }
+
+    /// With --fit: projections calibrated on the whole corpus, fitted from the corpus state's Grams by a child
+    /// `kvstat fit-lowrank OUT/corpus/state.h5` into OUT/corpus/fit (replaced atomically).
+    func fitCorpus(_ arguments: [String], summary: inout BatchSummary) {
+        let out = options.output
+        let temporary = "\(out)/corpus/fit.tmp-\(getpid())"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: options.executable)
+        process.arguments = ["fit-lowrank", out + "/corpus/state.h5", "-o", temporary, "--quiet"] + arguments
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            summary.corpusNotes.append("corpus fit: cannot start \(options.executable): \(error)")
+            return
+        }
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let last = message.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(process.terminationStatus)"
+            summary.corpusNotes.append("corpus fit failed: \(last)")
+            try? FileManager.default.removeItem(atPath: temporary)
+            return
+        }
+        try? FileManager.default.removeItem(atPath: out + "/corpus/fit")
+        if rename(temporary, out + "/corpus/fit") != 0 {
+            summary.corpusNotes.append("corpus fit: cannot move it into place (\(String(cString: strerror(errno))))")
+        }
+        log.event("corpus fit", ["output": out + "/corpus/fit"])
+    }
+
+    func record(_ ledger: Ledger, _ entry: LedgerEntry) throws {
+        do { try ledger.record(entry) } catch { throw BatchError(.cannotWrite, "\(error)") }
+    }
+
+    func ledgerEntry(_ ledger: Ledger, _ id: String) throws -> LedgerEntry? {
+        do { return try ledger.entry(id) } catch { throw BatchError(.cannotWrite, "\(error)") }
+    }
+}
+
+/// Why one dump failed (its child's last error line, or how it died).
+public struct BatchFailure: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
