@@ -16,24 +16,7 @@ public enum AnalysisStateFile {
 
     /// Writes `state` to `path` atomically (a temporary name in the same folder, renamed into place).
     public static func save(_ state: AnalysisState, to path: String, version: String) throws(DumpError) {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        try DiskSpace.require(estimatedBytes(state), for: path)
-        let temporary = (directory.isEmpty ? "." : directory) + "/." + (path as NSString).lastPathComponent
-            + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-        do {
-            try write(state, to: temporary, version: version)
-        } catch let error as HDF5Error {
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot write state file (\(error.message))", file: path)
-        } catch {
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot write state file (\(error))", file: path)
-        }
-        if rename(temporary, path) != 0 {
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot move state file into place (\(String(cString: strerror(errno))))", file: path)
-        }
+        try AtomicHDF5Write.write(path, bytes: estimatedBytes(state), what: "state file") { try write(state, to: $0, version: version) }
     }
 
     /// Reads a state written by `save`.

@@ -1,5 +1,5 @@
-// Checking free space before an HDF5 file is written: libhdf5 1.10 can crash at exit after a write fails
-// with ENOSPC, so a state or projection file that would not fit is refused with a clear error up front.
+// Checking free space before an HDF5 file is written (see AtomicHDF5Write): a file that would not fit is
+// refused with a clear error up front.
 import Foundation
 
 enum DiskSpace {

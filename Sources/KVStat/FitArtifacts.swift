@@ -35,19 +35,8 @@ public enum FitArtifacts {
     /// datasets and attributes `kind`, `layers`, `channels` (start, end) and `heads`; the manifest JSON as
     /// the root attribute `manifest`; matryoshka's rank table as `/ladder_ranks` [budgets × projections].
     public static func writeHDF5(_ result: LowRankFitResult, to path: String) throws(DumpError) {
-        let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
         let bytes = result.projections.reduce(1 << 16) { $0 + 4 * ($1.basis.values.count + ($1.mean?.count ?? 0)) + 8 * $1.eigenvalues.count + 8192 }
-        try DiskSpace.require(bytes, for: path)
-        do {
-            try write(result, temporary)
-        } catch {
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot write projections (\(error))", file: path)
-        }
-        if rename(temporary, path) != 0 {
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot move projections into place (\(String(cString: strerror(errno))))", file: path)
-        }
+        try AtomicHDF5Write.write(path, bytes: bytes, what: "projections") { try write(result, $0) }
     }
 
     private static func write(_ result: LowRankFitResult, _ path: String) throws {
