@@ -1,5 +1,6 @@
 // What a batch says while it runs: plain lines on stderr, or one JSON object per event with --log-json.
 import Foundation
+import KVReport
 
 final class BatchLog: @unchecked Sendable {
     // @unchecked Sendable: events are written from the scheduling thread only.
@@ -15,7 +16,7 @@ final class BatchLog: @unchecked Sendable {
         if json {
             var object = fields
             object["event"] = name
-            write(object)
+            JSONText.event(object)
         } else if !quiet, name == "failed" {
             FileHandle.standardError.write(Data("kvstat batch: failed: \(BatchLog.line(fields["path"] as? String ?? "", fields["message"] as? String ?? ""))\n".utf8))
         }
@@ -24,7 +25,7 @@ final class BatchLog: @unchecked Sendable {
     func summary(_ s: BatchSummary) {
         let gb = Double(s.bytesRead) / 1e9
         if json {
-            write(["event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
+            JSONText.event(["event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
                    "gb_read": (gb * 1000).rounded() / 1000, "seconds": (s.seconds * 100).rounded() / 100, "corpus_dumps": s.corpusDumps,
                    "exit_code": Int(s.exitCode)])
             return
@@ -40,10 +41,5 @@ final class BatchLog: @unchecked Sendable {
     /// `path: message`, without repeating a path the child's message already starts with.
     static func line(_ path: String, _ message: String) -> String {
         message.hasPrefix(path) ? message : "\(path): \(message)"
-    }
-
-    private func write(_ object: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        FileHandle.standardError.write(data + Data("\n".utf8))
     }
 }

@@ -57,20 +57,21 @@ public final class BatchRunner {
     public func run() throws -> BatchSummary {
         let start = Date()
         let out = options.output
+        // The inputs first, so that a batch with nothing to do leaves no output folder behind.
+        var paths = BatchInputs.expand(options.inputs)
+        if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
+        guard !paths.isEmpty else { throw BatchError("the inputs name no dumps (folders are searched for *.h5, *.hdf5, *.he5)") }
         do {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         } catch {
-            throw BatchError(.cannotWrite, "cannot create output folder \(out) (\(error.localizedDescription))")
+            throw BatchError("cannot create output folder \(out) (\(error.localizedDescription))")
         }
         let lock = try DirectoryLock(directory: out)
         defer { withExtendedLifetime(lock) {} }
         let ledger: Ledger
-        do { ledger = try Ledger(path: out + "/ledger.sqlite") } catch { throw BatchError(.cannotWrite, "\(error)") }
+        do { ledger = try Ledger(path: out + "/ledger.sqlite") } catch { throw BatchError("\(error)") }
         try recover(ledger)
 
-        var paths = BatchInputs.expand(options.inputs)
-        if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
-        guard !paths.isEmpty else { throw BatchError(.noInputs, "the inputs name no dumps (folders are searched for *.h5, *.hdf5, *.he5)") }
         log.event("start", ["inputs": paths.count, "output": out, "jobs": options.jobs])
 
         var summary = BatchSummary()
@@ -120,7 +121,7 @@ public final class BatchRunner {
                 done.message = nil
                 try ledger.record(done)
             }
-        } catch { throw BatchError(.cannotWrite, "\(error)") }
+        } catch { throw BatchError("\(error)") }
     }
 
     /// The content id of a dump: the first 16 hex digits of its SHA-256, cached by (path, size, mtime).
@@ -145,7 +146,7 @@ public final class BatchRunner {
         var next = 0
         while next < queue.count || !running.isEmpty {
             while running.count < options.jobs && next < queue.count {
-                let item = queue[next]
+                let index = next, item = queue[next]
                 next += 1
                 try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .running))
                 log.event("running", ["path": item.path, "id": item.id])
@@ -155,7 +156,7 @@ public final class BatchRunner {
                 }
                 do {
                     try job.start()
-                    running[job.number] = (item.id, item.path, item.bytes, job)
+                    running[index] = (item.id, item.path, item.bytes, job)
                 } catch {
                     let message = "cannot start \(options.executable): \(error)"
                     try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: message))
@@ -164,8 +165,8 @@ public final class BatchRunner {
             }
             guard !running.isEmpty else { continue }
             finished.wait()
-            for (number, item) in running where item.job.isFinished {
-                running[number] = nil
+            for (index, item) in running where item.job.isFinished {
+                running[index] = nil
                 switch item.job.outcome() {
                 case .success(let (tokens, seconds)):
                     try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .done, tokens: tokens, bytes: item.bytes, seconds: seconds))
@@ -217,7 +218,7 @@ public final class BatchRunner {
                 try OutputDirectory.write(try AnalysisFiles.render(report), to: out + "/corpus")
             }
         } catch {
-            throw BatchError(.cannotWrite, "cannot write the corpus statistics: \(error)")
+            throw BatchError("cannot write the corpus statistics: \(error)")
         }
         log.event("corpus", ["dumps": included.count, "added": added])
         if let fitArguments = options.fitArguments, added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/fit/manifest.json") {
@@ -256,11 +257,11 @@ public final class BatchRunner {
     }
 
     func record(_ ledger: Ledger, _ entry: LedgerEntry) throws {
-        do { try ledger.record(entry) } catch { throw BatchError(.cannotWrite, "\(error)") }
+        do { try ledger.record(entry) } catch { throw BatchError("\(error)") }
     }
 
     func ledgerEntry(_ ledger: Ledger, _ id: String) throws -> LedgerEntry? {
-        do { return try ledger.entry(id) } catch { throw BatchError(.cannotWrite, "\(error)") }
+        do { return try ledger.entry(id) } catch { throw BatchError("\(error)") }
     }
 }
 

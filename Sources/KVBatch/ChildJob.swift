@@ -12,14 +12,11 @@ final class ChildJob: @unchecked Sendable {
     private let onFinish: @Sendable () -> Void
     private let lock = NSLock()
     private var result: Result<(tokens: Int, seconds: Double), BatchFailure>?
-    private static let counter = Counter()
-    let number: Int
 
     init(executable: String, dump: String, output: String, id: String, threads: Int, analyzeArguments: [String],
          fitArguments: [String]?, onFinish: @escaping @Sendable () -> Void) {
         (self.executable, self.dump, self.output, self.id, self.threads) = (executable, dump, output, id, threads)
         (self.analyzeArguments, self.fitArguments, self.onFinish) = (analyzeArguments, fitArguments, onFinish)
-        number = ChildJob.counter.next()
     }
 
     var isFinished: Bool { lock.withLock { result != nil } }
@@ -85,8 +82,8 @@ final class ChildJob: @unchecked Sendable {
         guard process.terminationStatus == 0 else {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             let last = text.split(whereSeparator: \.isNewline).last.map(String.init) ?? "no message"
+            // stderr is a file, so the child wrote no colour codes; only its prefix is dropped.
             let message = last.replacingOccurrences(of: "kvstat: error: ", with: "")
-                .replacingOccurrences(of: "\u{1B}[31m", with: "").replacingOccurrences(of: "\u{1B}[0m", with: "")
             return BatchFailure("\(message) (kvstat \(arguments[0]) exit \(process.terminationStatus))")
         }
         return nil
@@ -97,11 +94,5 @@ final class ChildJob: @unchecked Sendable {
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let dump = json["dump"] as? [String: Any] else { return 0 }
         return dump["tokens"] as? Int ?? 0
-    }
-
-    final class Counter: @unchecked Sendable {
-        private var value = 0
-        private let lock = NSLock()
-        func next() -> Int { lock.withLock { value += 1; return value } }
     }
 }

@@ -9,13 +9,13 @@ public final class DirectoryLock {
     public init(directory: String) throws {
         let path = directory + "/.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw BatchError(.cannotWrite, "cannot create \(path) (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw BatchError("cannot create \(path) (\(String(cString: strerror(errno))))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buffer = [UInt8](repeating: 0, count: 32)
             let n = pread(fd, &buffer, 32, 0)
             let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
             close(fd)
-            throw BatchError(.locked, "another kvstat batch (pid \(holder)) is working on \(directory); wait for it or use another -o")
+            throw BatchError("another kvstat batch (pid \(holder)) is working on \(directory); wait for it or use another -o")
         }
         ftruncate(fd, 0)
         let pid = "\(getpid())\n"
@@ -26,14 +26,9 @@ public final class DirectoryLock {
     deinit { close(descriptor) }
 }
 
-/// What stops a batch as a whole (as opposed to one dump failing).
+/// What stops a batch as a whole (as opposed to one dump failing): every such error exits 1.
 public struct BatchError: Error, CustomStringConvertible, Sendable {
-    public enum Category: Sendable { case locked, cannotWrite, noInputs, usage }
-    public var category: Category
     public var message: String
-    public init(_ category: Category, _ message: String) {
-        self.category = category
-        self.message = message
-    }
+    public init(_ message: String) { self.message = message }
     public var description: String { message }
 }

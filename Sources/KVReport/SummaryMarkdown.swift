@@ -20,7 +20,7 @@ public enum SummaryMarkdown {
             guard !ranks.isEmpty else { return nil }
             let width = kind == .query ? (d.queryHeads ?? d.kvHeads) * d.headDim : channels
             let share = Double(ranks.reduce(0, +)) / Double(ranks.count) / Double(width)
-            return "\(plural(kind)) with \(percent(share)) of channels (mean rank \(fmt(Double(ranks.reduce(0, +)) / Double(ranks.count), 1)) of \(width))"
+            return "\(kind.plural) with \(percent(share)) of channels (mean rank \(fmt(Double(ranks.reduce(0, +)) / Double(ranks.count), 1)) of \(width))"
         }
         if !rankPhrases.isEmpty { findings.append("Reaching 90 % energy takes " + rankPhrases.joined(separator: ", ") + ".") }
         for kind in r.similarity.keys.sorted() {
@@ -42,23 +42,23 @@ public enum SummaryMarkdown {
             let layersWith = outliers.filter { $0 > 0 }.count
             if r.layers.contains(where: { $0.kinds[kind]?.channels != nil }) {
                 findings.append(layersWith == 0
-                    ? "\(plural(kind).capitalized): no outlier channels (max |x| above \(fmt(r.options.outlierFactor, 0))× the median channel)."
-                    : "\(plural(kind).capitalized): \(outliers.reduce(0, +)) outlier channels in \(layersWith) of \(r.layers.count) layers (max |x| above \(fmt(r.options.outlierFactor, 0))× the median channel).")
+                    ? "\(kind.plural.capitalized): no outlier channels (max |x| above \(fmt(r.options.outlierFactor, 0))× the median channel)."
+                    : "\(kind.plural.capitalized): \(outliers.reduce(0, +)) outlier channels in \(layersWith) of \(r.layers.count) layers (max |x| above \(fmt(r.options.outlierFactor, 0))× the median channel).")
             }
             var positions: [Int: Int] = [:]
             for layer in r.layers { for sink in layer.kinds[kind]?.tokenNorms?.sinks ?? [] { positions[sink.token, default: 0] += 1 } }
             if let top = positions.max(by: { $0.value < $1.value }) {
-                findings.append("\(plural(kind).capitalized): attention-sink tokens (norm above \(fmt(r.options.outlierFactor, 0))× the median) most often at position \(top.key) (\(top.value) layer-sequence hits).")
+                findings.append("\(kind.plural.capitalized): attention-sink tokens (norm above \(fmt(r.options.outlierFactor, 0))× the median) most often at position \(top.key) (\(top.value) layer-sequence hits).")
             }
             let low = r.layers.compactMap { $0.kinds[kind]?.frequency?.lowEnergy["0.125"] }
             if !low.isEmpty {
-                findings.append("\(plural(kind).capitalized): the lowest 1/8 of DCT frequencies along tokens hold \(percent(low.reduce(0, +) / Double(low.count))) of the energy on average (\(percent(low.min()!))–\(percent(low.max()!)) across layers).")
+                findings.append("\(kind.plural.capitalized): the lowest 1/8 of DCT frequencies along tokens hold \(percent(low.reduce(0, +) / Double(low.count))) of the energy on average (\(percent(low.min()!))–\(percent(low.max()!)) across layers).")
             }
         }
         out += findings.map { "- " + $0 }
         for kind in kinds {
             out.append("")
-            out.append("## \(plural(kind))")
+            out.append("## \(kind.plural)")
             out.append("")
             out.append("| layer | rank 90 % | rank 99 % | stable rank | outlier channels | sinks | low-freq energy (1/8) |")
             out.append("|---:|---:|---:|---:|---:|---:|---:|")
@@ -99,15 +99,6 @@ public enum SummaryMarkdown {
         out.append("")
         out.append("Definitions: docs/statistics.md. Numbers: stats.json and the CSV files beside this page.")
         return out.joined(separator: "\n") + "\n"
-    }
-
-    static func plural(_ kind: TensorKind) -> String {
-        switch kind {
-        case .key: return "keys"
-        case .value: return "values"
-        case .query: return "queries"
-        case .keyPreRope: return "pre-RoPE keys"
-        }
     }
 
     static func percent(_ x: Double) -> String { String(format: "%.1f %%", x * 100) }

@@ -1,7 +1,6 @@
 // The streaming passes of `kvstat analyze`: one pass over token blocks (all layers of a kind in lockstep, so
 // each block of layer l meets the same tokens of the layers it is paired with) and, for frequency, one
 // pass over sequence windows. Every block is folded into accumulators and dropped.
-import FileDigest
 import Foundation
 import KVNumerics
 
@@ -29,7 +28,7 @@ public enum Analyzer {
         let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
         // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
         // from the page cache the passes fill).
-        let digest = DigestTask(path: dump.path)
+        let digest = DigestTask(dump)
         for kind in dump.kinds {
             let channels = dump.shape.heads(of: kind) * dump.shape.headDim
             let kindPairs = (kind == .key || kind == .value || kind == .keyPreRope) ? pairs : []
@@ -200,12 +199,12 @@ private final class DigestTask: @unchecked Sendable {
     private var outcome: Result<String, DumpError> = .failure(DumpError(.notReadable, "not hashed"))
     private let done = DispatchSemaphore(value: 0)
 
-    init(path: String) {
+    init(_ dump: Dump) {
         Thread.detachNewThread { [self] in
-            do {
-                outcome = .success(try SHA256.hex(ofFileAt: path))
+            do throws(DumpError) {
+                outcome = .success(try dump.sha256())
             } catch {
-                outcome = .failure(DumpError(.notReadable, "\(error)", file: path))
+                outcome = .failure(error)
             }
             done.signal()
         }

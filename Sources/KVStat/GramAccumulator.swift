@@ -51,6 +51,11 @@ public struct GramAccumulator: Accumulator {
         for i in packedLower.indices { packedLower[i] += other.packedLower[i] }
     }
 
+    /// Σ of XᵀX's diagonal over `channels`: the squared Frobenius norm of those columns of X.
+    public func diagonalSum(_ channels: Range<Int>) -> Double {
+        channels.reduce(0.0) { $0 + packedLower[$1 * ($1 + 1) / 2 + $1] }
+    }
+
     /// Column means μ.
     public var mean: [Double] { sum.map { count > 0 ? $0 / Double(count) : 0 } }
 

@@ -18,25 +18,19 @@ public enum LayerGroupGrams {
             let readers = try group.map { layer throws(DumpError) in try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch) }
             let width = channels * group.count
             var gram = GramAccumulator(channels: width)
-            var buffer: [Float] = []
+            var buffers: [[Float]] = []
             var joined: [Float] = []
             for blockIndex in plan.blocks.indices {
                 if group.count == 1 {
-                    try plan.read(blockIndex, from: readers[0], into: &buffer) { gram.fold($0, scratch: &productScratch) }
+                    if buffers.isEmpty { buffers = [[]] }
+                    try plan.read(blockIndex, from: readers[0], into: &buffers[0]) { gram.fold($0, scratch: &productScratch) }
                     continue
                 }
-                var rows = 0
-                var runsOfBlock = plan.pieces[plan.blocks[blockIndex]]
-                var excluded: Set<Int> = []
-                for (position, reader) in readers.enumerated() {
-                    try plan.read(blockIndex, from: reader, into: &buffer) { block in
-                        rows = block.rows
-                        runsOfBlock = block.runs
-                        excluded.formUnion(block.excludedRows)
-                        if joined.count < block.rows * width { joined = [Float](repeating: 0, count: plan.blockTokens * width) }
-                        for r in 0..<block.rows {
-                            for c in 0..<channels { joined[r * width + position * channels + c] = block.values[r * channels + c] }
-                        }
+                let (rows, runsOfBlock, excluded) = try plan.readGroup(blockIndex, from: readers, into: &buffers)
+                if joined.count < rows * width { joined = [Float](repeating: 0, count: plan.blockTokens * width) }
+                for (position, values) in buffers.enumerated() {
+                    for r in 0..<rows {
+                        for c in 0..<channels { joined[r * width + position * channels + c] = values[r * channels + c] }
                     }
                 }
                 // A row excluded (non-finite) in any layer of the group is excluded from the group.

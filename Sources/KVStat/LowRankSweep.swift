@@ -115,11 +115,7 @@ public enum LowRankSweep {
                 let c = heads[kind]! * headDim
                 for (g, group) in groups.enumerated() {
                     for (i, layer) in group.enumerated() {
-                        var norm = 0.0
-                        for j in 0..<c {
-                            let d = i * c + j
-                            norm += kindGrams[g].packedLower[d * (d + 1) / 2 + d]
-                        }
+                        let norm = kindGrams[g].diagonalSum((i * c)..<((i + 1) * c))
                         if heldOut { heldNorms["\(kind)/\(layer)"] = norm } else { norms["\(kind)/\(layer)"] = norm }
                     }
                 }

@@ -41,10 +41,13 @@ struct GroupReconstructor {
     let channels: Int
     let kind: TensorKind
     let quantizer: LatentQuantizer?
+    /// Each projection's first `ranks[i]` basis columns, cut once.
+    private let bases: [Matrix<Float>]
     private var input: [Float] = [], latent: [Float] = [], output: [Float] = []
 
     init(projections: [Projection], ranks: [Int], layers: [Int], channels: Int, kind: TensorKind, quantizer: LatentQuantizer?) {
         (self.projections, self.ranks, self.layers, self.channels, self.kind, self.quantizer) = (projections, ranks, layers, channels, kind, quantizer)
+        bases = zip(projections, ranks).map { p, rank in rank == p.rank ? p.basis : p.truncated(to: rank).basis }
     }
 
     /// The rebuilt `rows × channels` block of each layer from the exact ones (`buffers`, same layout). Rows
@@ -66,7 +69,7 @@ struct GroupReconstructor {
                     }
                 }
             }
-            let basis = rank == p.rank ? p.basis : p.truncated(to: rank).basis
+            let basis = bases[index]
             input.withUnsafeBufferPointer { x in
                 basis.values.withUnsafeBufferPointer { b in
                     latent.withUnsafeMutableBufferPointer { y in
@@ -129,16 +132,7 @@ public enum ReconstructionEvaluator {
             let channels = reconstructor.channels
             var buffers = [[Float]](repeating: [], count: layers.count)
             for blockIndex in plan.blocks.indices {
-                var rows = 0
-                var excluded: Set<Int> = []
-                var pieces = plan.pieces[plan.blocks[blockIndex]]
-                for (position, reader) in readers.enumerated() {
-                    try plan.read(blockIndex, from: reader, into: &buffers[position]) { block in
-                        rows = block.rows
-                        pieces = block.runs
-                        excluded.formUnion(block.excludedRows)
-                    }
-                }
+                let (rows, pieces, excluded) = try plan.readGroup(blockIndex, from: readers, into: &buffers)
                 let (latent, segments) = latentRows(pieces: pieces, rows: rows, excluded: excluded, thresholds: thresholds)
                 let rebuilt = reconstructor.rebuild(buffers, rows: rows, latentRow: latent, segments: segments)
                 for (position, layer) in layers.enumerated() {

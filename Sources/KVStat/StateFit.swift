@@ -34,9 +34,7 @@ public enum StateFit {
             for kind in kinds {
                 for (g, layer) in state.layers.enumerated() {
                     let gram = grams[kind]![g]
-                    var norm = 0.0
-                    for c in 0..<gram.channels { norm += gram.packedLower[c * (c + 1) / 2 + c] }
-                    result.normSquared[kind, default: [:]][layer] = norm
+                    result.normSquared[kind, default: [:]][layer] = gram.diagonalSum(0..<gram.channels)
                 }
             }
             return result

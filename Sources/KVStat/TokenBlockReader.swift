@@ -80,6 +80,24 @@ public struct BlockPlan: Sendable {
     }
 }
 
+extension BlockPlan {
+    /// Reads block `index` of every reader (the layers of a group, in lockstep) into `buffers[i]`; returns
+    /// the block's rows, its token runs, and the rows excluded (non-finite) in any of the layers.
+    public func readGroup(_ index: Int, from readers: [TensorReader], into buffers: inout [[Float]]) throws
+        -> (rows: Int, runs: ArraySlice<TokenRun>, excluded: Set<Int>) {
+        if buffers.count < readers.count { buffers += [[Float]](repeating: [], count: readers.count - buffers.count) }
+        var rows = 0
+        var excluded: Set<Int> = []
+        for (position, reader) in readers.enumerated() {
+            try read(index, from: reader, into: &buffers[position]) { block in
+                rows = block.rows
+                excluded.formUnion(block.excludedRows)
+            }
+        }
+        return (rows, pieces[blocks[index]], excluded)
+    }
+}
+
 /// Streams one (layer, kind) tensor of a dump as token blocks.
 public final class TokenBlockReader {
     public let reader: TensorReader

@@ -65,12 +65,7 @@ struct BatchCommand: ParsableCommand {
             let summary = try BatchRunner(options).run()
             if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
         } catch let error as BatchError {
-            if logJSON {
-                ProgressLine.event(["event": "error", "message": error.message, "exit_code": 1])
-            } else {
-                FileHandle.standardError.write(Data("kvstat batch: error: \(error.message)\n".utf8))
-            }
-            throw ExitCode(1)
+            throw failing(with: error.message, code: 1, json: logJSON, command: "kvstat batch")
         }
     }
 }

@@ -1,6 +1,7 @@
 // Maps kvstat's errors to one stderr line and a documented exit code (sysexits.h values).
 import ArgumentParser
 import Foundation
+import KVReport
 import KVStat
 
 /// Runs a subcommand body, turning a `DumpError` into `kvstat: error: <file>: <dataset>: <message>` (or,
@@ -9,24 +10,28 @@ func reportingErrors(json: Bool = false, _ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as DumpError {
-        let code = exitCode(for: error.category)
-        if json {
-            ProgressLine.event(["event": "error", "message": error.description, "exit_code": Int(code)])
-            throw ExitCode(code)
-        }
-        let colour = isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-        let prefix = colour ? "\u{1B}[31mkvstat: error:\u{1B}[0m" : "kvstat: error:"
-        FileHandle.standardError.write(Data("\(prefix) \(error)\n".utf8))
-        throw ExitCode(code)
+        throw failing(with: error.description, code: exitCode(for: error.category), json: json)
     } catch let error as ExitCode {
         throw error
     } catch let error as ValidationError {
         throw error
     } catch {
         // Anything else (a LAPACK routine that did not converge, say) is kvstat's problem: one line, exit 70.
-        FileHandle.standardError.write(Data("kvstat: error: \(error)\n".utf8))
-        throw ExitCode(70)  // EX_SOFTWARE
+        throw failing(with: "\(error)", code: 70, json: json)  // EX_SOFTWARE
     }
+}
+
+/// Writes one error line (red on a terminal unless NO_COLOR), or a JSON `error` event with `json`, and
+/// returns the exit code to throw.
+func failing(with message: String, code: Int32, json: Bool, command: String = "kvstat") -> ExitCode {
+    if json {
+        JSONText.event(["event": "error", "message": message, "exit_code": Int(code)])
+    } else {
+        let colour = isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        let prefix = colour ? "\u{1B}[31m\(command): error:\u{1B}[0m" : "\(command): error:"
+        FileHandle.standardError.write(Data("\(prefix) \(message)\n".utf8))
+    }
+    return ExitCode(code)
 }
 
 func exitCode(for category: DumpError.Category) -> Int32 {

@@ -1,6 +1,7 @@
 // Progress on stderr: one self-overwriting line (stage, blocks done, MB/s, ETA) when stderr is a terminal,
 // or, with --log-json, one JSON object per event for schedulers and log collectors.
 import Foundation
+import KVReport
 import KVStat
 
 final class ProgressLine: @unchecked Sendable {
@@ -35,7 +36,7 @@ final class ProgressLine: @unchecked Sendable {
             let line = String(format: "\r%@: %d/%d  %.0f MB/s  ETA %.0fs   ", p.stage, p.completed, p.total, rate, eta)
             FileHandle.standardError.write(Data(line.utf8))
         case .json:
-            ProgressLine.event(["event": "progress", "stage": p.stage, "completed": p.completed, "total": p.total,
+            JSONText.event(["event": "progress", "stage": p.stage, "completed": p.completed, "total": p.total,
                                 "mb_per_s": (rate * 10).rounded() / 10, "eta_s": eta.rounded()])
         case .off:
             break
@@ -46,14 +47,8 @@ final class ProgressLine: @unchecked Sendable {
     func finish(output: String? = nil) {
         switch mode {
         case .terminal: FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
-        case .json: if let output { ProgressLine.event(["event": "done", "output": output]) }
+        case .json: if let output { JSONText.event(["event": "done", "output": output]) }
         case .off: break
         }
-    }
-
-    /// Writes one JSON object (sorted keys) and a newline to stderr.
-    static func event(_ fields: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        FileHandle.standardError.write(data + Data("\n".utf8))
     }
 }

@@ -38,9 +38,7 @@ struct ReportCommand: ParsableCommand {
             throw DumpError(.cannotOpen, "no such file, or it is not readable (run analyze or fit-lowrank first)", file: path)
         }
         do {
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-            return try decoder.decode(type, from: data)
+            return try JSONText.decode(type, from: data)
         } catch {
             throw DumpError(.badData, "is not a kvstat \(type == StatsReport.self ? "stats.json (kvstat.stats/1)" : "manifest.json (kvstat.fit/1)"): \(error)", file: path)
         }
