@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CHalfFloat"),
         .target(name: "CProcessControl"),
 
-        .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
+        .target(name: "HDF5Kit", dependencies: ["CHDF5", "CProcessControl"]),
         .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat"]),
         .target(name: "FileDigest", dependencies: ["CCrypto"]),
         .target(

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The README's second command, and all CI runs: installs what is missing, then runs every test —
-# the Swift suites (unit and end-to-end against the built binary) and the Python tools' tests.
+# the Swift suites (unit and end-to-end against the built binary), the fault corpus and fuzz pass, and the
+# Python tools' tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build
+# The fault corpus and the mutation fuzz pass against the built binary (Tests/Faults/README.md); each exits
+# non-zero on any failed case, which fails this script.
+python3 Tests/Faults/run_corpus.py
+python3 Tests/Faults/fuzz.py
 python3 Tests/Fixtures/check_fixtures.py
 python3 -m pytest -q tools

@@ -57,6 +57,57 @@ static inline int kv_path_exists(hid_t loc, const char *path) {
     return 1;
 }
 
+/// The identity of the open object `obj`: its file number and object address (a token from HDF5 1.12 on),
+/// as 24 bytes in `out`. Two links reaching the same object give the same identity. Returns -1 on error.
+static inline int kv_object_identity(hid_t obj, unsigned char *out) {
+    memset(out, 0, 24);
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    if (H5Oget_info3(obj, &info, H5O_INFO_BASIC) < 0) return -1;
+    unsigned long fileno = info.fileno;
+    memcpy(out, &fileno, sizeof fileno < 8 ? sizeof fileno : 8);
+    memcpy(out + 8, &info.token, sizeof info.token < 16 ? sizeof info.token : 16);
+#else
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_BASIC) < 0) return -1;
+    unsigned long fileno = info.fileno;
+    haddr_t addr = info.addr;
+    memcpy(out, &fileno, sizeof fileno < 8 ? sizeof fileno : 8);
+    memcpy(out + 8, &addr, sizeof addr < 16 ? sizeof addr : 16);
+#endif
+    return 0;
+}
+
+/// Chunks of the chunked dataset `dset` that were ever written (allocated in the file), or -1 on error or
+/// when this HDF5 lacks H5Dget_num_chunks (before 1.10.5).
+static inline long long kv_allocated_chunks(hid_t dset) {
+#if H5_VERSION_GE(1, 10, 5)
+    hsize_t n = 0;
+    hid_t space = H5Dget_space(dset);
+    if (space < 0) return -1;
+    herr_t status = H5Dget_num_chunks(dset, space, &n);
+    H5Sclose(space);
+    return status < 0 ? -1 : (long long)n;
+#else
+    (void)dset;
+    return -1;
+#endif
+}
+
+/// Stored bytes of the chunk holding element `offset` of `dset`: 0 when that chunk was never written.
+static inline long long kv_chunk_bytes(hid_t dset, const hsize_t *offset) {
+    hsize_t size = 0;
+    if (H5Dget_chunk_storage_size(dset, offset, &size) < 0) return 0;
+    return (long long)size;
+}
+
+/// 0 not allocated, 1 partly allocated, 2 allocated (H5D_space_status_t), -1 on error.
+static inline int kv_space_status(hid_t dset) {
+    H5D_space_status_t status;
+    if (H5Dget_space_status(dset, &status) < 0) return -1;
+    return (int)status;
+}
+
 typedef struct { char *buf; size_t cap; size_t len; } kv_error_text;
 
 static herr_t kv_error_walk(unsigned n, const H5E_error2_t *e, void *data) {

@@ -1,6 +1,7 @@
 // Opening and creating HDF5 files, with distinct errors for a missing path, an unreadable one and a file
 // that is not HDF5 at all.
 internal import CHDF5
+internal import CProcessControl
 import Foundation
 
 /// An open HDF5 file. Objects opened from it stay valid while they are referenced.
@@ -9,7 +10,7 @@ public final class HDF5File: Sendable {
     /// The path the file was opened with.
     public let path: String
 
-    private init(handle: Handle, path: String) {
+    init(handle: Handle, path: String) {
         self.handle = handle
         self.path = path
     }
@@ -25,6 +26,12 @@ public final class HDF5File: Sendable {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw HDF5Error(.fileUnreadable, "permission denied", file: path)
         }
+        // A FIFO, device or socket would block libhdf5's read (or never end): only regular files are opened.
+        var status = stat()
+        guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw HDF5Error(.fileUnreadable, "is not a regular file (a FIFO, device or socket); give a file", file: path)
+        }
+        kv_crash_guard_note_file(path)
         let isHDF5 = H5Fis_hdf5(path)
         if isHDF5 == 0 {
             throw HDF5Error(.notHDF5, "not an HDF5 file (no HDF5 signature found)", file: path)

@@ -25,6 +25,13 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
         return path == "/" ? "/" + relative : path + "/" + relative
     }
 
+    /// Number of links in the group (without reading their names).
+    public func memberCount() throws -> Int {
+        var info = H5G_info_t()
+        try check(H5Gget_info(handle.id, &info), .readFailed, "cannot list group", file: filePath, object: path)
+        return Int(clamping: info.nlinks)
+    }
+
     /// Names of the group's direct members, in HDF5's name order.
     public func memberNames() throws -> [String] {
         var info = H5G_info_t()

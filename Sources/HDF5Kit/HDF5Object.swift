@@ -18,6 +18,15 @@ public class HDF5Node: @unchecked Sendable {
         self.filePath = file
     }
 
+    /// The object's identity (file number and address): the same for every link that reaches it, so a walk
+    /// over groups can tell a group it has already entered (hard links may form cycles).
+    public func identity() throws -> ObjectIdentity {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        try check(kv_object_identity(handle.id, &bytes), .readFailed, "cannot read object info", file: filePath,
+                  object: path)
+        return ObjectIdentity(bytes: bytes)
+    }
+
     /// Names of the object's attributes.
     public func attributeNames() throws -> [String] {
         var info = H5O_info_t()
@@ -65,6 +74,11 @@ public class HDF5Node: @unchecked Sendable {
         try check(H5Aread(attribute.id, fileType.id, &buffer), .readFailed, "cannot read \(where_)", file: filePath, object: path)
         let first = buffer.prefix(size).prefix { $0 != 0 }
         return String(decoding: first, as: UTF8.self).trimmingTrailingSpaces()
+    }
+
+    /// Whether the object has an attribute `name` (of any type).
+    public func hasAttribute(_ name: String) throws -> Bool {
+        try openAttribute(name) != nil
     }
 
     /// The attribute `name` as numbers (any integer or float type), or nil if absent or not numeric.
@@ -115,6 +129,11 @@ public class HDF5Node: @unchecked Sendable {
             try check(H5Adelete(handle.id, name), .writeFailed, "cannot replace attribute '\(name)'", file: filePath, object: path)
         }
     }
+}
+
+/// Which object in which open file a link leads to (see `HDF5Node.identity()`).
+public struct ObjectIdentity: Hashable, Sendable {
+    let bytes: [UInt8]
 }
 
 extension String {

@@ -27,12 +27,14 @@ final class BatchLog: @unchecked Sendable {
         if json {
             JSONText.event(["event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
                    "gb_read": (gb * 1000).rounded() / 1000, "seconds": (s.seconds * 100).rounded() / 100, "corpus_dumps": s.corpusDumps,
-                   "exit_code": Int(s.exitCode)])
+                   "ignored": s.ignored, "exit_code": Int(s.exitCode)])
             return
         }
         guard !quiet else { return }
-        var text = String(format: "kvstat batch: %d done, %d skipped, %d failed; %d tokens, %.2f GB read, %.1f s; corpus of %d dumps\n",
-                          s.done, s.skipped, s.failed.count, s.tokens, gb, s.seconds, s.corpusDumps)
+        var text = String(format: "kvstat batch: %d done, %d skipped, %d failed; %d tokens, %.2f GB read, %.1f s; "
+                          + "corpus of %d dumps", s.done, s.skipped, s.failed.count, s.tokens, gb, s.seconds, s.corpusDumps)
+        if s.ignored > 0 { text += "; \(s.ignored) files kvstat wrote left out of the inputs" }
+        text += "\n"
         for f in s.failed { text += "  failed: \(BatchLog.line(f.path, f.message))\n" }
         for note in s.corpusNotes { text += "  \(note)\n" }
         FileHandle.standardError.write(Data(text.utf8))

@@ -21,6 +21,8 @@ public struct BatchOptions: Sendable {
     public var executable: String
     public var logJSON = false
     public var quiet = false
+    /// Use an OUT that holds files kvstat did not write.
+    public var force = false
 
     public init(inputs: [String], output: String, executable: String) {
         self.inputs = inputs
@@ -38,6 +40,9 @@ public struct BatchSummary: Sendable {
     public var seconds = 0.0
     public var corpusDumps = 0
     public var corpusNotes: [String] = []
+    /// Files among the inputs' folders and globs left out because kvstat wrote them (OUT, marked folders,
+    /// state files, ledgers).
+    public var ignored = 0
     /// 0 all done, 2 some failed, 1 nothing could run.
     public var exitCode: Int32 {
         if failed.isEmpty { return 0 }
@@ -58,14 +63,18 @@ public final class BatchRunner {
         let start = Date()
         let out = options.output
         // The inputs first, so that a batch with nothing to do leaves no output folder behind.
-        var paths = BatchInputs.expand(options.inputs)
-        if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
-        guard !paths.isEmpty else { throw BatchError("the inputs name no dumps (folders are searched for *.h5, *.hdf5, *.he5)") }
-        do {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        } catch {
-            throw BatchError("cannot create output folder \(out) (\(error.localizedDescription))")
+        let expansion = BatchInputs.expand(options.inputs, output: out)
+        if let inside = expansion.insideOutput.first {
+            throw BatchError("\(inside): is inside the output folder \(out), whose files kvstat wrote and never "
+                             + "reads as dumps; leave it out or choose another -o", exitCode: 64)
         }
+        var paths = expansion.paths
+        if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
+        guard !paths.isEmpty else {
+            let ignored = expansion.ignored > 0 ? "; \(expansion.ignored) files kvstat wrote were left out" : ""
+            throw BatchError("the inputs name no dumps (folders are searched for *.h5, *.hdf5, *.he5\(ignored))")
+        }
+        try prepareOutput()
         let lock = try DirectoryLock(directory: out)
         defer { withExtendedLifetime(lock) {} }
         let ledger: Ledger
@@ -75,6 +84,7 @@ public final class BatchRunner {
         log.event("start", ["inputs": paths.count, "output": out, "jobs": options.jobs])
 
         var summary = BatchSummary()
+        summary.ignored = expansion.ignored
         var queue: [(id: String, path: String, bytes: Int)] = []
         var queued: Set<String> = []
         for path in paths {
@@ -103,6 +113,36 @@ public final class BatchRunner {
 
     // MARK: steps
 
+    /// OUT must be new, empty or kvstat's (marked, or a batch folder from before markers), unless --force; it
+    /// is created and marked as a batch folder (not when --force let the batch into a folder of other files).
+    func prepareOutput() throws {
+        let out = options.output
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory)
+        if exists && !isDirectory.boolValue {
+            throw BatchError("\(out): exists and is not a folder; choose another -o")
+        }
+        var mark = true
+        if exists {
+            let entries = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0 != ".lock" }
+            if !entries.isEmpty && !BatchInputs.isKVStatFolder(out) {
+                guard options.force else {
+                    throw BatchError("\(out): exists and holds files kvstat did not write; "
+                                     + "choose another -o, or --force")
+                }
+                mark = false
+            }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw BatchError("cannot create output folder \(out) (\(error.localizedDescription))")
+        }
+        if mark && !OutputFolderMarker.isMarked(out) {
+            do { try OutputFolderMarker.mark(out, command: "batch") } catch { throw BatchError("\(error)") }
+        }
+    }
+
     /// After a crash: temporary folders of dead runs are removed, `running` rows become pending, and a dump
     /// whose output folder was renamed into place before the ledger said so is marked done.
     func recover(_ ledger: Ledger) throws {
@@ -129,6 +169,10 @@ public final class BatchRunner {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
         else { return .failure(BatchFailure("no such file, or it is not readable")) }
+        // Hashing a FIFO or a device would block or never end.
+        guard attributes[.type] as? FileAttributeType == .typeRegular else {
+            return .failure(BatchFailure("is not a regular file (a folder, FIFO, device or socket)"))
+        }
         let mtime = Int(modified.timeIntervalSince1970 * 1e9)
         if let id = try? ledger.cachedID(path: path, size: size, mtimeNanoseconds: mtime) { return .success((id, size)) }
         guard let digest = try? SHA256.hex(ofFileAt: path) else { return .failure(BatchFailure("cannot read the file to hash it")) }
@@ -215,7 +259,8 @@ public final class BatchRunner {
             // The outputs are rewritten when the corpus grew, or when a crash left them missing.
             if added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/report.html") {
                 let report = try StatsFinisher.finish(corpus, version: KVStatVersion.current)
-                try OutputDirectory.write(try AnalysisFiles.render(report), to: out + "/corpus")
+                try OutputDirectory.write(try AnalysisFiles.render(report), to: out + "/corpus",
+                                          marking: "batch corpus")
             }
         } catch {
             throw BatchError("cannot write the corpus statistics: \(error)")
@@ -244,8 +289,8 @@ public final class BatchRunner {
         let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            let last = message.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(process.terminationStatus)"
-            summary.corpusNotes.append("corpus fit failed: \(last)")
+            let reason = ChildJob.errorLine(message) ?? "exit \(process.terminationStatus)"
+            summary.corpusNotes.append("corpus fit failed: \(reason)")
             try? FileManager.default.removeItem(atPath: temporary)
             return
         }

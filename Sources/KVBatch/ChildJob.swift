@@ -51,7 +51,13 @@ final class ChildJob: @unchecked Sendable {
                 return .failure(failure)
             }
         }
-        let tokens = Self.tokens(in: temporary + "/stats.json")
+        // A child that exits 0 without a stats.json counting tokens did not analyse the dump.
+        guard let tokens = Self.tokens(in: temporary + "/stats.json"), tokens > 0 else {
+            let found = Self.tokens(in: temporary + "/stats.json") == nil
+                ? "wrote no readable stats.json" : "counted 0 tokens"
+            try? FileManager.default.removeItem(atPath: temporary)
+            return .failure(BatchFailure("kvstat analyze exited 0 but \(found)"))
+        }
         try? FileManager.default.removeItem(atPath: final)  // a stale copy from before the content changed id
         guard rename(temporary, final) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -81,18 +87,30 @@ final class ChildJob: @unchecked Sendable {
         }
         guard process.terminationStatus == 0 else {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            let last = text.split(whereSeparator: \.isNewline).last.map(String.init) ?? "no message"
-            // stderr is a file, so the child wrote no colour codes; only its prefix is dropped.
-            let message = last.replacingOccurrences(of: "kvstat: error: ", with: "")
+            let message = Self.errorLine(text) ?? "no message"
             return BatchFailure("\(message) (kvstat \(arguments[0]) exit \(process.terminationStatus))")
         }
         return nil
     }
 
-    static func tokens(in statsPath: String) -> Int {
+    /// The tokens stats.json counts, nil when it is missing or unreadable.
+    static func tokens(in statsPath: String) -> Int? {
         guard let data = FileManager.default.contents(atPath: statsPath),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let dump = json["dump"] as? [String: Any] else { return 0 }
-        return dump["tokens"] as? Int ?? 0
+              let dump = json["dump"] as? [String: Any] else { return nil }
+        return dump["tokens"] as? Int
+    }
+
+    /// The child's error from its stderr: the last line starting `kvstat: error:` (its prefix dropped), else
+    /// the last `Error:` line of a usage error (not the usage hint printed after it), else the last line.
+    /// stderr is a file, so the child wrote no colour codes.
+    static func errorLine(_ text: String) -> String? {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        if let line = lines.last(where: { $0.hasPrefix("kvstat: error:") }) {
+            return String(line.dropFirst("kvstat: error:".count)).trimmingCharacters(in: .whitespaces)
+        }
+        if let line = lines.last(where: { $0.hasPrefix("Error:") }) { return line }
+        return lines.last
     }
 }

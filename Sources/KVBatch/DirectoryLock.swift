@@ -26,9 +26,14 @@ public final class DirectoryLock {
     deinit { close(descriptor) }
 }
 
-/// What stops a batch as a whole (as opposed to one dump failing): every such error exits 1.
+/// What stops a batch as a whole (as opposed to one dump failing): exit 1 (nothing could run), or 64 for a bad
+/// argument found only once the inputs are expanded (a file named inside OUT).
 public struct BatchError: Error, CustomStringConvertible, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var exitCode: Int32
+    public init(_ message: String, exitCode: Int32 = 1) {
+        self.message = message
+        self.exitCode = exitCode
+    }
     public var description: String { message }
 }

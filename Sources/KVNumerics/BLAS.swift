@@ -17,9 +17,11 @@ public enum BLAS {
     /// `Matrix.fromPackedLower`). The product of one block is formed in float32 (SSYRK) in `scratch`, then
     /// added in float64, so the rounding error grows with the block length, not with the whole token count.
     /// Both arrays are walked contiguously, and a Gram matrix takes half the memory of a square one.
+    /// `multiplier` scales the block's product before it is added (a power of two when the block was
+    /// rescaled to keep its squares inside float32's range; see `PowerOfTwoScale`).
     public static func accumulateGram(
         _ block: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
-        into packed: inout [Double], scratch: inout [Float]
+        into packed: inout [Double], scratch: inout [Float], multiplier: Double = 1
     ) {
         precondition(packed.count == columns * (columns + 1) / 2 && block.count >= rows * columns)
         guard rows > 0, columns > 0 else { return }
@@ -32,17 +34,17 @@ public enum BLAS {
                 // Column-major upper (j, i), j ≤ i, sits at i·columns + j: row i of the lower triangle.
                 for i in 0..<columns {
                     let source = i * columns, target = i * (i + 1) / 2
-                    for j in 0...i { g[target + j] += Double(c[source + j]) }
+                    for j in 0...i { g[target + j] += multiplier * Double(c[source + j]) }
                 }
             }
         }
     }
 
     /// `product += Aᵀ B` for row-major blocks A (`rows × aColumns`) and B (`rows × bColumns`) with the
-    /// same rows; float32 SGEMM per block into `scratch`, accumulated in float64.
+    /// same rows; float32 SGEMM per block into `scratch`, accumulated in float64 after scaling by `multiplier`.
     public static func accumulateCrossProduct(
         _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, rows: Int, aColumns: Int, bColumns: Int,
-        into product: inout Matrix<Double>, scratch: inout [Float]
+        into product: inout Matrix<Double>, scratch: inout [Float], multiplier: Double = 1
     ) {
         precondition(product.rows == aColumns && product.columns == bColumns)
         precondition(a.count >= rows * aColumns && b.count >= rows * bColumns)
@@ -53,9 +55,24 @@ public enum BLAS {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(aColumns), Int32(bColumns), Int32(rows),
                         1, a.baseAddress, Int32(aColumns), b.baseAddress, Int32(bColumns), 0, c.baseAddress, Int32(bColumns))
             product.values.withUnsafeMutableBufferPointer { p in
-                for i in 0..<(aColumns * bColumns) { p[i] += Double(c[i]) }
+                for i in 0..<(aColumns * bColumns) { p[i] += multiplier * Double(c[i]) }
             }
         }
+    }
+
+    /// The largest |x| of `values` (ISAMAX), 0 for an empty buffer. Values must be finite.
+    public static func maxMagnitude(_ values: UnsafeBufferPointer<Float>) -> Float {
+        guard values.count > 0, let base = values.baseAddress else { return 0 }
+        // ISAMAX takes a 32-bit count: walk larger buffers in pieces.
+        var best: Float = 0
+        var offset = 0
+        while offset < values.count {
+            let n = min(values.count - offset, Int(Int32.max))
+            let index = Int(cblas_isamax(Int32(n), base + offset, 1))
+            best = max(best, abs(base[offset + index]))
+            offset += n
+        }
+        return best
     }
 
     /// Row-major float32 `C = op(A) op(B)` (SGEMM): A is `m × k` (`k × m` when `transposeA`), B is `k × n`

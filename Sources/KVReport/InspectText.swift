@@ -8,7 +8,7 @@ public enum InspectText {
         var lines: [(String, String)] = [
             ("file", s.path),
             ("layout", "\(s.layout): \(s.pattern)"),
-            ("layers", "\(s.layers)"),
+            ("layers", "\(s.layers)" + (s.layerNumbers.map { $0 == Array(0..<s.layers) ? "" : " (numbered \(IndexList.text($0)))" } ?? "")),
             ("kv heads", "\(s.kvHeads)"),
             ("query heads", s.queryHeads.map { "\($0)\($0 > s.kvHeads ? " (GQA, \($0 / s.kvHeads) per kv head)" : "")" } ?? "none stored"),
             ("head dim", "\(s.headDim)"),

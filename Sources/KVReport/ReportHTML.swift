@@ -59,17 +59,20 @@ public enum ReportHTML {
         let count = s.layers.count
         for kind in kinds(of: s) {
             var series: [LineChart.Series] = [], energy: [LineChart.Series] = []
-            for (i, layer) in s.layers.enumerated() {
+            // At most `seriesLayerLimit` layers, evenly spaced, so the page stays light at any depth.
+            let drawn = Set(sampledEvenly(s.layers.count, limit: seriesLayerLimit))
+            for (i, layer) in s.layers.enumerated() where drawn.contains(i) {
                 guard let sv = layer.kinds[kind]?.singularValues, !sv.isEmpty else { continue }
                 let color = ColorMap.viridis.color(count > 1 ? Double(i) / Double(count - 1) : 0)
                 let picks = sampledIndices(sv.count, limit: 96)
                 series.append(.init(name: "layer \(layer.layer)", points: picks.map { (Double($0 + 1), sv[$0]) }, color: color))
                 let total = sv.reduce(0) { $0 + $1 * $1 }
+                guard total > 0 else { continue }  // a zero layer has no cumulative energy to draw
                 var running = 0.0
                 var points: [(x: Double, y: Double)] = []
                 for (r, v) in sv.enumerated() {
                     running += v * v
-                    if picks.contains(r) { points.append((Double(r + 1) / Double(sv.count), total > 0 ? running / total : 0)) }
+                    if picks.contains(r) { points.append((Double(r + 1) / Double(sv.count), running / total)) }
                 }
                 energy.append(.init(name: "layer \(layer.layer)", points: points, color: color))
             }
@@ -82,7 +85,7 @@ public enum ReportHTML {
             cum.yDomain = 0...1
             cum.legend = count <= 14
             cumulative.append(cum.render())
-            let rows = s.layers.map { layer in (layer.kinds[kind]?.headEffectiveRank?["0.9"] ?? []).map { Optional(Double($0)) } }
+            let rows = s.layers.map { layer in (layer.kinds[kind]?.headEffectiveRank?[EnergyFraction.key(0.9)] ?? []).map { Optional(Double($0)) } }
             if rows.contains(where: { !$0.isEmpty }) {
                 var h = Heatmap(title: "\(kind.plural): effective rank at 90 % per head", values: rows, rowLabel: "layer", columnLabel: "head", valueLabel: "rank")
                 h.rowNames = s.layers.map { String($0.layer) }
@@ -90,7 +93,10 @@ public enum ReportHTML {
             }
         }
         let findings = kinds(of: s).compactMap { kind -> String? in
-            let ranks = s.layers.compactMap { $0.kinds[kind]?.effectiveRank?["0.9"] }
+            // Layers with energy only: a zero layer's rank 0 is not a finding about compressibility.
+            let ranks = s.layers.compactMap { layer in
+                layer.kinds[kind].flatMap { $0.stableRank == nil ? nil : $0.effectiveRank?[EnergyFraction.key(0.9)] }
+            }
             guard let channels = s.layers.first?.kinds[kind]?.singularValues?.count, !ranks.isEmpty, channels > 0 else { return nil }
             let mean = Double(ranks.reduce(0, +)) / Double(ranks.count)
             return String(format: "%@ reach 90 %% energy with %.1f %% of channels on average (%d of %d).", kind.plural.capitalized, 100 * mean / Double(channels), Int(mean.rounded()), channels)
@@ -101,24 +107,54 @@ public enum ReportHTML {
         """
     }
 
+    /// Largest layer count drawn as L × L heatmaps (with --all-pairs); deeper dumps get line charts only, so
+    /// the page grows with the pairs computed, not with L².
+    static let heatmapLayerLimit = 64
+
     static func similaritySection(_ s: StatsReport) -> String {
         var blocks: [String] = []
-        for kind in ["key", "value"] {
-            guard let sim = s.similarity[kind] else { continue }
-            var maps: [String] = []
-            for (name, matrix) in [("per-token cosine", sim.cosine), ("linear CKA", sim.cka), ("subspace alignment (rank \(s.options.alignRank))", sim.subspaceAlignment)] {
-                var h = Heatmap(title: "\(kind)s: \(name)", values: matrix, rowLabel: "layer", columnLabel: "layer", valueLabel: name)
-                h.domain = name.hasPrefix("per-token") ? -1...1 : 0...1
-                h.rowNames = s.layers.map { String($0.layer) }
-                h.columnNames = h.rowNames
-                h.maxWidth = 380
-                maps.append(h.render())
+        let measures: [(name: String, value: (StatsReport.Pair) -> Double?)] = [
+            ("per-token cosine", { $0.cosine }), ("linear CKA", { $0.cka }),
+            ("subspace alignment (rank \(s.options.alignRank))", { $0.subspaceAlignment }),
+        ]
+        let position = Dictionary(uniqueKeysWithValues: s.layerNumbers.enumerated().map { ($0.element, $0.offset) })
+        for kind in TensorKind.allCases {
+            guard let pairs = s.similarity[kind.rawValue], !pairs.isEmpty else { continue }
+            // Adjacent pairs (consecutive analysed layers) against depth: how similarity changes with depth.
+            let adjacent = pairs.filter { position[$0.layerB] == position[$0.layerA].map { $0 + 1 } }
+            let series = measures.enumerated().map { i, measure in
+                LineChart.Series(name: measure.name, points: adjacent.compactMap { p in measure.value(p).map { (Double(p.layerA), $0) } },
+                                 color: ColorMap.categorical[i])
+            }
+            var chart = LineChart(title: "\(kind.plural): layer l with the next analysed layer", xLabel: "layer l",
+                                  yLabel: "similarity", series: series)
+            let drawn = adjacent.flatMap { p in measures.compactMap { $0.value(p) } }.filter(\.isFinite)
+            chart.yDomain = min(drawn.min() ?? 0, 0)...max(drawn.max() ?? 1, 1)
+            var maps = [chart.render()]
+            if s.options.pairs == .all && s.layerNumbers.count <= heatmapLayerLimit {
+                for measure in measures {
+                    var matrix = [[Double?]](repeating: [Double?](repeating: nil, count: s.layerNumbers.count), count: s.layerNumbers.count)
+                    for i in matrix.indices { matrix[i][i] = 1 }
+                    for p in pairs {
+                        guard let a = position[p.layerA], let b = position[p.layerB] else { continue }
+                        (matrix[a][b], matrix[b][a]) = (measure.value(p), measure.value(p))
+                    }
+                    var h = Heatmap(title: "\(kind.plural): \(measure.name)", values: matrix, rowLabel: "layer", columnLabel: "layer",
+                                    valueLabel: measure.name)
+                    h.domain = measure.name.hasPrefix("per-token") ? -1...1 : 0...1
+                    h.rowNames = s.layerNumbers.map(String.init)
+                    h.columnNames = h.rowNames
+                    h.maxWidth = 380
+                    maps.append(h.render())
+                }
             }
             blocks.append("<div class=\"row\">\(maps.joined())</div>")
         }
-        let note = s.options.pairs == .adjacent
-            ? "Adjacent layer pairs only (blank cells were not computed; --all-pairs computes every pair). High values next to the diagonal mean neighbouring layers could share a cache (MiniCache) or a subspace (xKV)."
-            : "Every layer pair. Bright blocks along the diagonal are groups of layers that could share a cache (MiniCache) or a subspace (xKV)."
+        let undefined = s.similarity.values.joined().filter { $0.cka == nil || $0.cosine == nil }.count
+        var note = s.options.pairs == .adjacent
+            ? "Adjacent layer pairs (--all-pairs computes every pair). High values mean neighbouring layers could share a cache (MiniCache) or a subspace (xKV)."
+            : "Every layer pair\(s.layerNumbers.count > heatmapLayerLimit ? " (heatmaps are drawn up to \(heatmapLayerLimit) layers; similarity.csv has every pair)" : ""). Bright blocks along the diagonal are groups of layers that could share a cache (MiniCache) or a subspace (xKV)."
+        if undefined > 0 { note += " \(undefined) pair(s) have an undefined measure (a layer without spread or without non-zero rows): not drawn." }
         return "<section id=\"similarity\"><h2>3. Cross-layer similarity</h2><p class=\"note\">\(escapeXML(note))</p>\(blocks.joined())</section>"
     }
 
@@ -129,19 +165,28 @@ public enum ReportHTML {
             guard let channels = layers.first?.kinds[kind]?.channels?.maxAbs.count, channels > 0 else { continue }
             // Channels binned to at most 256 columns (max within a bin) so wide layers stay light.
             let bin = max(1, (channels + 255) / 256)
+            // A layer whose median channel max |x| is 0 has no ratios (blank row).
             let values: [[Double?]] = layers.map { layer in
                 let c = layer.kinds[kind]!.channels!
-                let median = max(c.medianMaxAbs, .leastNormalMagnitude)
-                return stride(from: 0, to: channels, by: bin).map { start in c.maxAbs[start..<min(start + bin, channels)].max()! / median }
+                return stride(from: 0, to: channels, by: bin).map { start -> Double? in
+                    guard c.medianMaxAbs > 0, let peak = c.maxAbs[start..<min(start + bin, channels)].max() else { return nil }
+                    return peak / c.medianMaxAbs
+                }
             }
-            var h = Heatmap(title: "\(kind.plural): max |x| ÷ median channel's", values: values, rowLabel: "layer",
+            // Layers binned to at most `heatmapRowLimit` rows (max within a bin), like the channels.
+            let rowBin = max(1, (values.count + heatmapRowLimit - 1) / heatmapRowLimit)
+            let rows: [[Double?]] = stride(from: 0, to: values.count, by: rowBin).map { start in
+                (0..<values[start].count).map { c in values[start..<min(start + rowBin, values.count)].compactMap { $0[c] }.max() }
+            }
+            var h = Heatmap(title: "\(kind.plural): max |x| ÷ median channel's", values: rows,
+                            rowLabel: rowBin > 1 ? "layer (bins of \(rowBin))" : "layer",
                             columnLabel: bin > 1 ? "channel (bins of \(bin))" : "channel", valueLabel: "ratio")
-            h.rowNames = layers.map { String($0.layer) }
+            h.rowNames = stride(from: 0, to: layers.count, by: rowBin).map { String(layers[$0].layer) }
             h.columnNames = stride(from: 0, to: channels, by: bin).map(String.init)
             h.cellSize = 10
             maps.append(h.render())
             // Kurtosis distribution over every channel of every layer, log-spaced bins.
-            let kurtosis = layers.flatMap { $0.kinds[kind]!.channels!.kurtosis }.filter { $0 > 0 }
+            let kurtosis = layers.flatMap { $0.kinds[kind]!.channels!.kurtosis }.compactMap { $0 }.filter { $0 > 0 && $0.isFinite }
             if let lo = kurtosis.min(), let hi = kurtosis.max() {
                 let edges = 24, a = log10(lo), b = max(log10(hi), a + 1e-9)
                 var counts = [Double](repeating: 0, count: edges)
@@ -158,7 +203,9 @@ public enum ReportHTML {
         var chart = LineChart(title: "Channel kurtosis (3 = Gaussian)", xLabel: "Pearson kurtosis", yLabel: "channels", series: histograms)
         chart.logX = true
         let sinks = sinkRows.isEmpty
-            ? "<p class=\"note\">No token's norm exceeds \(ChartFormat.number(s.options.outlierFactor)) × the median.</p>"
+            ? (s.layers.contains { $0.kinds.values.contains { $0.tokenNorms?.medianNorm != nil } }
+                ? "<p class=\"note\">No token's norm exceeds \(ChartFormat.number(s.options.outlierFactor)) × the median.</p>"
+                : "<p class=\"note\">No token has a non-zero norm: sinks cannot be judged.</p>")
             : "<h3>Sink tokens (norm > \(ChartFormat.number(s.options.outlierFactor)) × median; up to 3 per layer and kind)</h3><table><tr><th>layer</th><th>kind</th><th>sequence</th><th>token</th><th>norm</th><th>÷ median</th></tr>\(sinkRows.prefix(60).joined())</table>"
         return "<section id=\"outliers\"><h2>4. Outliers</h2><div class=\"row\">\(maps.joined())</div><div class=\"row\">\(chart.render())</div>\(sinks)</section>"
     }
@@ -171,15 +218,21 @@ public enum ReportHTML {
             guard !layers.isEmpty else { continue }
             let series = FrequencyEnergy.fractions.enumerated().map { i, f in
                 LineChart.Series(name: "lowest \(f == 0.0625 ? "1/16" : f == 0.125 ? "1/8" : f == 0.25 ? "1/4" : "1/2")",
-                                 points: layers.map { (Double($0.layer), $0.kinds[kind]!.frequency!.lowEnergy[String(f)] ?? 0) },
+                                 points: layers.compactMap { layer in
+                                     layer.kinds[kind]!.frequency!.lowEnergy?[EnergyFraction.key(f)].map { (Double(layer.layer), $0) }
+                                 },
                                  color: ColorMap.categorical[i])
             }
             var chart = LineChart(title: "\(kind.plural): energy in the lowest frequencies", xLabel: "layer", yLabel: "energy fraction", series: series)
             chart.yDomain = 0...1
             charts.append(chart.render())
-            let bins = layers.first!.kinds[kind]!.frequency!.spectrum.count
-            let mean = (0..<bins).map { b in layers.reduce(0.0) { $0 + $1.kinds[kind]!.frequency!.spectrum[b] } / Double(layers.count) }
-            spectra.append(.init(name: "\(kind.plural)", points: mean.enumerated().map { ((Double($0.offset) + 0.5) / Double(bins), $0.element) }, color: ColorMap.categorical[k % 10]))
+            // The average over layers that have energy (a zero layer's spectrum is undefined).
+            let defined = layers.compactMap { $0.kinds[kind]!.frequency!.spectrum }
+            if let bins = defined.first?.count {
+                let mean = (0..<bins).map { b in defined.reduce(0.0) { $0 + $1[b] } / Double(defined.count) }
+                let points = mean.enumerated().map { ((Double($0.offset) + 0.5) / Double(bins), $0.element) }
+                spectra.append(.init(name: "\(kind.plural)", points: points, color: ColorMap.categorical[k % 10]))
+            }
         }
         var spectrum = LineChart(title: "Average DCT spectrum along tokens", xLabel: "frequency k/T", yLabel: "energy share per bin", series: spectra)
         spectrum.logY = true
@@ -194,7 +247,7 @@ public enum ReportHTML {
         if !sweep.isEmpty {
             let methods = Array(Set(sweep.map(\.method))).sorted()
             let series = methods.enumerated().map { i, m in
-                LineChart.Series(name: m, points: sweep.filter { $0.method == m }.sorted { $0.memoryRatio < $1.memoryRatio }.map { ($0.memoryRatio, $0.heldOutError ?? $0.fitError) },
+                LineChart.Series(name: m, points: sweep.filter { $0.method == m }.sorted { $0.memoryRatio < $1.memoryRatio }.compactMap { r in (r.heldOutError ?? r.fitError).map { (r.memoryRatio, $0) } },
                                  color: ColorMap.categorical[i % 10])
             }
             let which = sweep.contains { $0.heldOutError != nil } ? "held-out" : "fit"
@@ -203,9 +256,12 @@ public enum ReportHTML {
         for fit in fits {
             var series: [LineChart.Series] = []
             for (i, kind) in fit.fit.perLayer.keys.sorted().enumerated() {
-                series.append(.init(name: "\(kind) fit", points: zip(fit.layers, fit.fit.perLayer[kind]!).map { (Double($0), $1) }, color: ColorMap.categorical[2 * i]))
+                // Undefined errors (zero-energy layers) are left out of the lines.
+                let fitted = zip(fit.layers, fit.fit.perLayer[kind]!).compactMap { layer, e in e.map { (Double(layer), $0) } }
+                series.append(.init(name: "\(kind) fit", points: fitted, color: ColorMap.categorical[2 * i]))
                 if let held = fit.heldOut?.perLayer[kind] {
-                    series.append(.init(name: "\(kind) held out", points: zip(fit.layers, held).map { (Double($0), $1) }, color: ColorMap.categorical[2 * i + 1]))
+                    let points = zip(fit.layers, held).compactMap { layer, e in e.map { (Double(layer), $0) } }
+                    series.append(.init(name: "\(kind) held out", points: points, color: ColorMap.categorical[2 * i + 1]))
                 }
             }
             let title = "\(fit.method): error per layer at \(ChartFormat.number(fit.memoryRatio)) of the memory"
@@ -223,7 +279,10 @@ public enum ReportHTML {
             }
         }
         let table = fits.map { f in
-            "<tr><td>\(escapeXML(f.method))</td><td>\(ChartFormat.number(f.memoryRatio))</td><td>\(ChartFormat.number(f.compression))×</td><td>\(ChartFormat.number(f.fit.overall["all"] ?? 0))</td><td>\(f.heldOut.map { ChartFormat.number($0.overall["all"] ?? 0) } ?? "—")</td><td>\(f.attention.map { ChartFormat.number(rms($0.outputs)) } ?? "—")</td></tr>"
+            let cells = [escapeXML(f.method), ChartFormat.number(f.memoryRatio), ChartFormat.number(f.compression) + "×",
+                         optional(f.fit.overall["all"] ?? nil), optional(f.heldOut?.overall["all"] ?? nil),
+                         optional(f.attention.flatMap { rms($0.outputs.compactMap { $0 }) })]
+            return "<tr>" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
         }.joined()
         return """
         <section id="fits"><h2>6. Low-rank fits</h2>
@@ -238,6 +297,17 @@ public enum ReportHTML {
         TensorKind.allCases.filter { kind in s.layers.contains { $0.kinds[kind] != nil } }
     }
 
+    /// Most layers drawn as separate series of one chart.
+    static let seriesLayerLimit = 32
+    /// Most rows of a layer × channel heatmap.
+    static let heatmapRowLimit = 128
+
+    /// Up to `limit` indices of 0..<count, evenly spaced, first and last included.
+    static func sampledEvenly(_ count: Int, limit: Int) -> [Int] {
+        guard count > limit, limit > 1 else { return Array(0..<count) }
+        return Array(Set((0..<limit).map { $0 * (count - 1) / (limit - 1) })).sorted()
+    }
+
     /// Up to `limit` indices of 0..<count, log-spaced so both ends of a spectrum are kept.
     static func sampledIndices(_ count: Int, limit: Int) -> [Int] {
         guard count > limit else { return Array(0..<count) }
@@ -246,7 +316,11 @@ public enum ReportHTML {
         return picks.sorted()
     }
 
-    static func rms(_ values: [Double]) -> Double {
-        values.isEmpty ? 0 : (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot()
+    /// Root mean square; nil for no values.
+    static func rms(_ values: [Double]) -> Double? {
+        values.isEmpty ? nil : (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot()
     }
+
+    /// A number, or "—" where it is undefined (null in the JSON).
+    static func optional(_ value: Double?) -> String { value.map(ChartFormat.number) ?? "—" }
 }

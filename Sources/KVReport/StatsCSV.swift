@@ -14,13 +14,13 @@ public enum StatsCSV {
             for kind in layer.kinds.keys.sorted() {
                 let s = layer.kinds[kind]!
                 let k = kind.rawValue
-                let low = ["0.0625", "0.125", "0.25", "0.5"].map { s.frequency?.lowEnergy[$0].map(num) ?? "" }
-                let ranks: [String] = ["0.9", "0.95", "0.99"].map { p in s.effectiveRank?[p].map { String($0) } ?? "" }
+                let low = FrequencyEnergy.fractions.map { s.frequency?.lowEnergy?[EnergyFraction.key($0)].map(num) ?? "" }
+                let ranks: [String] = Spectrum.energyLevels.map { p in s.effectiveRank?[EnergyFraction.key(p)].map { String($0) } ?? "" }
                 let stable: String = s.stableRank.map(num) ?? ""
                 let entropy: String = s.entropyRank.map(num) ?? ""
-                let outlierCount: String = s.channels.map { String($0.outliers.count) } ?? ""
+                let outlierCount: String = s.channels?.outliers.map { String($0.count) } ?? ""
                 let sinkCount: String = s.tokenNorms.map { String($0.sinkCount) } ?? ""
-                let medianNorm: String = s.tokenNorms.map { num($0.medianNorm) } ?? ""
+                let medianNorm: String = s.tokenNorms?.medianNorm.map(num) ?? ""
                 var cells: [String] = [String(layer.layer), k, String(s.tokens), String(s.nonFinite)]
                 cells += ranks
                 cells += [stable, entropy, outlierCount, sinkCount, medianNorm]
@@ -29,28 +29,26 @@ public enum StatsCSV {
                 if let values = s.singularValues { spectra += rows(layer.layer, k, head: "", values) }
                 for (h, values) in (s.headSingularValues ?? []).enumerated() { spectra += rows(layer.layer, k, head: "\(h)", values) }
                 if let c = s.channels {
-                    let outliers = Set(c.outliers)
+                    // outlier: empty where undefined (the median channel's max |x| is 0).
+                    let outliers = c.outliers.map(Set.init)
                     for i in c.maxAbs.indices {
-                        channels.append("\(layer.layer),\(k),\(i),\(i / headDim),\(i % headDim),\(num(c.maxAbs[i])),\(num(c.mean[i])),\(num(c.rms[i])),\(num(c.kurtosis[i])),\(outliers.contains(i))")
+                        let outlier = outliers.map { String($0.contains(i)) } ?? ""
+                        channels.append("\(layer.layer),\(k),\(i),\(i / headDim),\(i % headDim),\(num(c.maxAbs[i])),\(num(c.mean[i])),\(num(c.rms[i])),\(c.kurtosis[i].map(num) ?? ""),\(outlier)")
                     }
                 }
-                if let f = s.frequency {
-                    let bins = f.spectrum.count
-                    for (j, e) in f.spectrum.enumerated() {
+                if let spectrum = s.frequency?.spectrum {
+                    let bins = spectrum.count
+                    for (j, e) in spectrum.enumerated() {
                         frequency.append("\(layer.layer),\(k),\(j),\(num(Double(j) / Double(bins))),\(num(Double(j + 1) / Double(bins))),\(num(e))")
                     }
                 }
             }
         }
         var similarity = ["kind,layer_a,layer_b,cosine,cka,subspace_alignment,channel_alignment"]
-        for kind in r.similarity.keys.sorted() {
-            let s = r.similarity[kind]!
-            for a in s.cka.indices {
-                for b in s.cka.indices where b > a {
-                    guard let cka = s.cka[a][b] else { continue }
-                    similarity.append([kind, "\(r.layerNumbers[a])", "\(r.layerNumbers[b])", s.cosine[a][b].map(num) ?? "", num(cka),
-                                       s.subspaceAlignment[a][b].map(num) ?? "", s.channelAlignment[a][b].map(num) ?? ""].joined(separator: ","))
-                }
+        for kind in TensorKind.allCases {
+            for p in r.similarity[kind.rawValue] ?? [] {
+                similarity.append([kind.rawValue, "\(p.layerA)", "\(p.layerB)", p.cosine.map(num) ?? "", p.cka.map(num) ?? "",
+                                   p.subspaceAlignment.map(num) ?? "", p.channelAlignment.map(num) ?? ""].joined(separator: ","))
             }
         }
         return [

@@ -16,29 +16,37 @@ public enum SummaryMarkdown {
         let channels = d.kvHeads * d.headDim
         var findings: [String] = []
         let rankPhrases: [String] = kinds.compactMap { kind in
-            let ranks = r.layers.compactMap { $0.kinds[kind]?.effectiveRank?["0.9"] }
+            // Layers with energy only: a zero layer's rank 0 says nothing about compressibility.
+            let ranks = r.layers.compactMap { layer in
+                layer.kinds[kind].flatMap { $0.stableRank == nil ? nil : $0.effectiveRank?[EnergyFraction.key(0.9)] }
+            }
             guard !ranks.isEmpty else { return nil }
             let width = kind == .query ? (d.queryHeads ?? d.kvHeads) * d.headDim : channels
             let share = Double(ranks.reduce(0, +)) / Double(ranks.count) / Double(width)
             return "\(kind.plural) with \(percent(share)) of channels (mean rank \(fmt(Double(ranks.reduce(0, +)) / Double(ranks.count), 1)) of \(width))"
         }
         if !rankPhrases.isEmpty { findings.append("Reaching 90 % energy takes " + rankPhrases.joined(separator: ", ") + ".") }
-        for kind in r.similarity.keys.sorted() {
-            let s = r.similarity[kind]!
-            var best: (Int, Int, Double)?
-            var ckaValues: [Double] = []
-            for a in s.cka.indices {
-                for b in s.cka.indices where b > a {
-                    if let c = s.cka[a][b] { ckaValues.append(c) }
-                    if let v = s.subspaceAlignment[a][b], v > (best?.2 ?? -1) { best = (a, b, v) }
-                }
+        for kind in kinds {
+            let empty = r.layers.filter { $0.kinds[kind].map { $0.singularValues != nil && $0.stableRank == nil } ?? false }
+            if !empty.isEmpty {
+                findings.append("\(kind.plural.capitalized): \(empty.count) of \(r.layers.count) layers have no energy (all zeros, or no "
+                                + "finite rows: layers \(IndexList.text(empty.map(\.layer)))); their ratios are undefined (see the notes in stats.json).")
             }
+        }
+        for kind in TensorKind.allCases {
+            guard let pairs = r.similarity[kind.rawValue], !pairs.isEmpty else { continue }
+            let ckaValues = pairs.compactMap(\.cka)
+            let best = pairs.filter { $0.subspaceAlignment != nil }.max { $0.subspaceAlignment! < $1.subspaceAlignment! }
             if let best, !ckaValues.isEmpty {
-                findings.append("\(kind.capitalized)s: mean CKA of computed layer pairs \(fmt(ckaValues.reduce(0, +) / Double(ckaValues.count), 2)); the most aligned token subspaces are layers \(r.layerNumbers[best.0]) and \(r.layerNumbers[best.1]) (alignment \(fmt(best.2, 2)) at rank \(r.options.alignRank)).")
+                findings.append("\(kind.plural.capitalized): mean CKA of computed layer pairs \(fmt(ckaValues.reduce(0, +) / Double(ckaValues.count), 2)); the most aligned token subspaces are layers \(best.layerA) and \(best.layerB) (alignment \(fmt(best.subspaceAlignment!, 2)) at rank \(r.options.alignRank)).")
+            }
+            let undefined = pairs.count - ckaValues.count
+            if undefined > 0 {
+                findings.append("\(kind.plural.capitalized): CKA is undefined for \(undefined) of \(pairs.count) layer pairs (a layer without spread).")
             }
         }
         for kind in kinds {
-            let outliers = r.layers.map { $0.kinds[kind]?.channels?.outliers.count ?? 0 }
+            let outliers = r.layers.map { $0.kinds[kind]?.channels?.outliers?.count ?? 0 }
             let layersWith = outliers.filter { $0 > 0 }.count
             if r.layers.contains(where: { $0.kinds[kind]?.channels != nil }) {
                 findings.append(layersWith == 0
@@ -50,7 +58,7 @@ public enum SummaryMarkdown {
             if let top = positions.max(by: { $0.value < $1.value }) {
                 findings.append("\(kind.plural.capitalized): attention-sink tokens (norm above \(fmt(r.options.outlierFactor, 0))× the median) most often at position \(top.key) (\(top.value) layer-sequence hits).")
             }
-            let low = r.layers.compactMap { $0.kinds[kind]?.frequency?.lowEnergy["0.125"] }
+            let low = r.layers.compactMap { $0.kinds[kind]?.frequency?.lowEnergy?[EnergyFraction.key(0.125)] }
             if !low.isEmpty {
                 findings.append("\(kind.plural.capitalized): the lowest 1/8 of DCT frequencies along tokens hold \(percent(low.reduce(0, +) / Double(low.count))) of the energy on average (\(percent(low.min()!))–\(percent(low.max()!)) across layers).")
             }
@@ -64,37 +72,37 @@ public enum SummaryMarkdown {
             out.append("|---:|---:|---:|---:|---:|---:|---:|")
             for layer in r.layers {
                 guard let s = layer.kinds[kind] else { continue }
-                let r90: String = s.effectiveRank?["0.9"].map { String($0) } ?? "–"
-                let r99: String = s.effectiveRank?["0.99"].map { String($0) } ?? "–"
+                let r90: String = s.effectiveRank?[EnergyFraction.key(0.9)].map { String($0) } ?? "–"
+                let r99: String = s.effectiveRank?[EnergyFraction.key(0.99)].map { String($0) } ?? "–"
                 let stable: String = s.stableRank.map { fmt($0, 2) } ?? "–"
-                let outliers: String = s.channels.map { String($0.outliers.count) } ?? "–"
+                let outliers: String = s.channels?.outliers.map { String($0.count) } ?? "–"
                 let sinks: String = s.tokenNorms.map { String($0.sinkCount) } ?? "–"
-                let low: String = s.frequency?.lowEnergy["0.125"].map { percent($0) } ?? "–"
+                let low: String = s.frequency?.lowEnergy?[EnergyFraction.key(0.125)].map { percent($0) } ?? "–"
                 let cells: [String] = [String(layer.layer), r90, r99, stable, outliers, sinks, low]
                 out.append("| " + cells.joined(separator: " | ") + " |")
             }
         }
         // Cross-layer similarity of the computed pairs, keys and values side by side.
-        var pairs: [(Int, Int)] = []
-        if let sim = r.similarity["key"] ?? r.similarity["value"] {
-            for a in sim.cka.indices { for b in (a + 1)..<sim.cka.count where sim.cka[a][b] != nil { pairs.append((a, b)) } }
-        }
-        if !pairs.isEmpty {
+        let keyPairs = r.similarity["key"] ?? [], valuePairs = r.similarity["value"] ?? []
+        let pairKeys = (keyPairs.isEmpty ? valuePairs : keyPairs).map { [$0.layerA, $0.layerB] }
+        if !pairKeys.isEmpty {
             out.append("")
             out.append("## similarity")
             out.append("")
             out.append("| layers | keys CKA | keys cosine | keys subspace | values CKA | values cosine | values subspace |")
             out.append("|---|---:|---:|---:|---:|---:|---:|")
-            for (a, b) in pairs.prefix(64) {
-                var cells = ["\(r.layers[a].layer)–\(r.layers[b].layer)"]
-                for kind in ["key", "value"] {
-                    let sim = r.similarity[kind]
-                    for matrix in [sim?.cka, sim?.cosine, sim?.subspaceAlignment] {
-                        cells.append((matrix?[a][b]).map { fmt($0, 3) } ?? "–")
-                    }
+            let byKind = [keyPairs, valuePairs].map { pairs in
+                Dictionary(pairs.map { ([$0.layerA, $0.layerB], $0) }, uniquingKeysWith: { a, _ in a })
+            }
+            for key in pairKeys.prefix(64) {
+                var cells = ["\(key[0])–\(key[1])"]
+                for pairs in byKind {
+                    let p = pairs[key]
+                    for value in [p?.cka, p?.cosine, p?.subspaceAlignment] { cells.append(value.map { fmt($0, 3) } ?? "–") }
                 }
                 out.append("| " + cells.joined(separator: " | ") + " |")
             }
+            if pairKeys.count > 64 { out += ["", "\(pairKeys.count - 64) more pairs in similarity.csv."] }
         }
         out.append("")
         out.append("Definitions: docs/statistics.md. Numbers: stats.json and the CSV files beside this page.")

@@ -16,9 +16,10 @@ public enum LayerPairs: String, Sendable, Codable {
 /// Options of an analysis run.
 public struct AnalysisOptions: Sendable, Codable, Equatable {
     public var sections: Set<AnalysisSection> = Set(AnalysisSection.allCases)
-    /// Layers to analyse (nil: all), in increasing order.
+    /// Layers to analyse (nil: all), in increasing order: numbers the dump has, resolved from a `--layers` list
+    /// (`IndexList.resolve`) once the dump is open, so their count never exceeds the dump's layers.
     public var layers: [Int]?
-    /// Sequences (batch rows) to analyse (nil: all), in increasing order.
+    /// Sequences (batch rows) to analyse (nil: all), in increasing order, resolved like `layers`.
     public var sequences: [Int]?
     /// Token positions to analyse in every sequence (nil: all). Splitting a dump into position ranges and
     /// merging the states reproduces the whole except for the DCT, whose windows then end at the split
@@ -33,6 +34,7 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
     public var outlierFactor = 6.0
     /// DCT window in tokens (nil: each sequence whole).
     public var dctWindow: Int?
+    /// Token rows per block (> 0); a larger value than the tokens read is clipped to them (`BlockPlan`).
     public var blockTokens = TokenBlockReader.defaultBlockTokens
     public var pairs = LayerPairs.adjacent
     /// Largest panel (window tokens × channels × 4 bytes) the frequency pass reads at once; wider layers are

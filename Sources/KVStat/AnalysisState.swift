@@ -1,5 +1,6 @@
 // The accumulators of a whole analysis, filled by streaming passes over a dump and mergeable with the
 // state of another token range or another dump of the same model (`kvstat merge`).
+import Foundation
 import KVNumerics
 
 /// Every accumulator of an analysis, per tensor kind and layer.
@@ -24,8 +25,14 @@ public struct AnalysisState: Sendable {
     /// Where the tokens came from: one summary per dump merged in.
     public var sources: [DumpSummary]
 
-    /// Combines another state of the same model and options (shapes and layers must match).
+    /// Combines another state of the same model and options (shapes and layers must match) holding other
+    /// tokens: states whose sources overlap (`AnalysisState.overlap`) are refused, as they would count the
+    /// same tokens twice.
     public mutating func merge(_ other: AnalysisState) throws(DumpError) {
+        if let (mine, theirs) = AnalysisState.overlap(sources, other.sources) {
+            throw DumpError(.badData, "holds tokens the other state already holds "
+                            + "(\(DumpSummary.describeOverlap(mine, theirs))); merging them would count those tokens twice")
+        }
         guard other.layers == layers, Set(other.kinds.keys) == Set(kinds.keys), other.pairs.map({ [$0.0, $0.1] }) == pairs.map({ [$0.0, $0.1] }),
               other.options.center == options.center, other.options.dctWindow == options.dctWindow,
               other.options.sections == options.sections
@@ -51,5 +58,43 @@ public struct AnalysisState: Sendable {
         // The merged state covers the union of the parts; a selection no longer describes it.
         if other.options.sequences != options.sequences { options.sequences = nil }
         if other.options.tokenRange != options.tokenRange { options.tokenRange = nil }
+    }
+}
+
+extension AnalysisState {
+    /// The first pair of sources, one from each list, that hold some of the same tokens, or nil.
+    public static func overlap(_ a: [DumpSummary], _ b: [DumpSummary]) -> (DumpSummary, DumpSummary)? {
+        for x in a {
+            if let y = b.first(where: x.overlaps) { return (x, y) }
+        }
+        return nil
+    }
+}
+
+extension DumpSummary {
+    /// Whether the two summaries hold some of the same tokens: the same file (by SHA-256 when both have one,
+    /// else by path), some sequence in common and intersecting token ranges. A summary without a selection
+    /// covers the whole dump.
+    public func overlaps(_ other: DumpSummary) -> Bool {
+        if let a = sha256, let b = other.sha256 {
+            guard a == b else { return false }
+        } else if path != other.path {
+            return false
+        }
+        if let a = selectedSequences, let b = other.selectedSequences, Set(a).isDisjoint(with: b) { return false }
+        let a = tokenInterval, b = other.tokenInterval
+        return a.lowerBound < b.upperBound && b.lowerBound < a.upperBound
+    }
+
+    /// The token positions selected in every sequence.
+    var tokenInterval: Range<Int> {
+        guard let t = selectedTokens, t.count == 2, t[0] < t[1] else { return 0..<Int.max }
+        return t[0]..<t[1]
+    }
+
+    /// "dump.h5 (sha256 0123abcd…), sequences 0-3 and sequences 2-5" for an overlap message.
+    public static func describeOverlap(_ a: DumpSummary, _ b: DumpSummary) -> String {
+        let file = (a.path as NSString).lastPathComponent + (a.sha256.map { " (sha256 \($0.prefix(12))…)" } ?? "")
+        return "\(file): \(a.selection ?? "all of it") and \(b.selection ?? "all of it")"
     }
 }

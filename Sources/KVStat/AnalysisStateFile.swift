@@ -4,7 +4,7 @@ import Foundation
 import HDF5Kit
 import KVNumerics
 
-/// The on-disk form of `AnalysisState`, schema `kvstat.state/1` (docs/statistics.md, "State files").
+/// The on-disk form of `AnalysisState`, schema `kvstat.state/2` (docs/statistics.md, "State files").
 ///
 /// Root attributes: `format`, `kvstat_version`, `options` and `sources` (JSON), `layers` and `pairs`
 /// (numbers). Per tensor kind a group `/{kind}` with `layer/{i}/…` for the i-th analysed layer (Gram sum,
@@ -12,11 +12,13 @@ import KVNumerics
 /// `pair/{p}/…` for the p-th layer pair (cross product, cosine sum and count). One dataset per layer keeps
 /// memory at one layer's accumulators while saving or loading.
 public enum AnalysisStateFile {
-    public static let format = "kvstat.state/1"
+    public static let format = "kvstat.state/2"
 
     /// Writes `state` to `path` atomically (a temporary name in the same folder, renamed into place).
     public static func save(_ state: AnalysisState, to path: String, version: String) throws(DumpError) {
-        try AtomicHDF5Write.write(path, bytes: estimatedBytes(state), what: "state file") { try write(state, to: $0, version: version) }
+        try AtomicHDF5Write.write(path, bytes: estimatedBytes(state), what: "state file") {
+            try write(state, into: $0, version: version)
+        }
     }
 
     /// Reads a state written by `save`.
@@ -33,23 +35,23 @@ public enum AnalysisStateFile {
         for ks in state.kinds.values {
             for i in ks.gram.indices {
                 let c = ks.gram[i].channels
-                bytes += 8 * (c * (c + 1) / 2 + 6 * c + ks.norms[i].histogram.count + 3 * ks.norms[i].largest.count + 80) + 4 * c + 16 * 4096
+                bytes += 8 * (c * (c + 1) / 2 + 6 * c + 2 * ks.norms[i].histogram.count + 3 * ks.norms[i].largest.count + 80) + 4 * c + 16 * 4096
             }
             for pair in ks.cross { bytes += 8 * pair.cross.values.count + 8192 }
         }
         return bytes
     }
 
-    /// Whether `path` is an HDF5 file with this format's root attribute (read without loading the state).
+    /// Whether `path` is an HDF5 file with a kvstat state `format` root attribute, of this version or another
+    /// (`load` then says which), read without loading the state.
     public static func isStateFile(_ path: String) -> Bool {
         guard let file = try? HDF5File.open(path), let root = try? file.root() else { return false }
-        return (try? root.stringAttribute("format")) == format
+        return (try? root.stringAttribute("format"))??.hasPrefix("kvstat.state/") == true
     }
 
     // MARK: writing
 
-    private static func write(_ state: AnalysisState, to path: String, version: String) throws {
-        let file = try HDF5File.create(path)
+    private static func write(_ state: AnalysisState, into file: HDF5File, version: String) throws {
         let root = try file.root()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -75,7 +77,9 @@ public enum AnalysisStateFile {
                 try layer.writeDataset("moments_central", shape: [4, channels], values: m.mean + m.m2 + m.m3 + m.m4)
                 let norms = ks.norms[i]
                 try layer.writeDataset("norms_count", shape: [1], values: [Int64(norms.count)])
-                try layer.writeDataset("norms_histogram", shape: [norms.histogram.count], values: norms.histogram.map(Int64.init))
+                let bins = norms.histogram.keys.sorted()
+                try layer.writeDataset("norms_bins", shape: [bins.count], values: bins.map(Int64.init))
+                try layer.writeDataset("norms_bin_counts", shape: [bins.count], values: bins.map { Int64(norms.histogram[$0]!) })
                 try layer.writeDataset("norms_largest_position", shape: [norms.largest.count, 2],
                                        values: norms.largest.flatMap { [Int64($0.sequence), Int64($0.token)] })
                 try layer.writeDataset("norms_largest_norm", shape: [norms.largest.count], values: norms.largest.map(\.norm))
@@ -102,7 +106,12 @@ public enum AnalysisStateFile {
     private static func read(_ path: String) throws -> AnalysisState {
         let file = try HDF5File.open(path)
         let root = try file.root()
-        guard try root.stringAttribute("format") == format else {
+        let found = try root.stringAttribute("format")
+        if let found, found.hasPrefix("kvstat.state/"), found != format {
+            throw DumpError(.badLayout, "is a \(found) state file from another kvstat version; this one reads \(format): "
+                            + "run analyze --save-state again", file: path)
+        }
+        guard found == format else {
             throw DumpError(.badLayout, "is not a kvstat state file (no format=\"\(format)\" attribute)", file: path)
         }
         let decoder = JSONDecoder()
@@ -113,15 +122,40 @@ public enum AnalysisStateFile {
         }
         let options = try decoder.decode(AnalysisOptions.self, from: Data(optionsText.utf8))
         let sources = try decoder.decode([DumpSummary].self, from: Data(sourcesText.utf8))
-        let layers = layerNumbers.map { Int($0) }
-        let pairs = stride(from: 0, to: pairNumbers.count - 1, by: 2).map { (Int(pairNumbers[$0]), Int(pairNumbers[$0 + 1])) }
+        // Numbers from the file are checked before they size anything: integral, in range, pairs within layers.
+        func integer(_ value: Double, _ range: ClosedRange<Int>, _ what: String) throws(DumpError) -> Int {
+            guard value.isFinite, value == value.rounded(), value >= Double(range.lowerBound), value <= Double(range.upperBound) else {
+                throw DumpError(.badLayout, "state file holds \(what) \(value), outside \(range.lowerBound)…\(range.upperBound)", file: path)
+            }
+            return Int(value)
+        }
+        let layers = try layerNumbers.map { try integer($0, 0...1_000_000, "layer number") }
+        // No pairs is written as an empty attribute, which reads back as one number.
+        let pairValues = pairNumbers.count == 1 ? [] : pairNumbers
+        guard pairValues.count % 2 == 0, !layers.isEmpty else {
+            throw DumpError(.badLayout, "state file's layers or pairs attribute is malformed", file: path)
+        }
+        let pairs = try stride(from: 0, to: pairValues.count, by: 2).map {
+            (try integer(pairValues[$0], 0...(layers.count - 1), "pair position"),
+             try integer(pairValues[$0 + 1], 0...(layers.count - 1), "pair position"))
+        }
         var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs, sources: sources)
+        var loading = MemoryEstimate()
         for name in try root.memberNames() {
             guard let kind = TensorKind(rawValue: name) else { continue }
             let group = try root.group(name)
-            guard let channels = try group.numericAttribute("channels")?.first.map({ Int($0) }) else {
+            guard let declared = try group.numericAttribute("channels")?.first else {
                 throw DumpError(.badLayout, "state group /\(name) lacks its channels attribute", file: path)
             }
+            let channels = try integer(declared, 1...Dump.maxChannels, "channel count")
+            // What this kind's accumulators will take, from the declared sizes, before allocating them: per layer
+            // the packed Gram and the moments, per pair a C × C cross product; twice that while two states merge.
+            let perLayer = Bytes.sum(Bytes.product(4, channels, channels + 1), Bytes.product(64, channels))
+            let declaredPairs = pairs.isEmpty ? 0 : try group.exists("pair") ? group.group("pair").memberNames().count : 0
+            loading.add("\(kind.rawValue) accumulators", Bytes.product(2, Bytes.sum(Bytes.product(layers.count, perLayer),
+                                                                                      Bytes.product(declaredPairs, 8, channels, channels))),
+                        hint: "merge fewer layers (analyze with --layers)")
+            try loading.check(file: path)
             var ks = AnalysisState.KindState(gram: [], moments: [], norms: [], frequency: [], cross: [], nonFinite: [])
             for i in layers.indices {
                 let layer = try group.group("layer/\(i)")
@@ -146,7 +180,15 @@ public enum AnalysisStateFile {
                 moments.m4 = Array(central[(3 * channels)...])
                 var norms = TokenNormSketch()
                 norms.count = Int(try values("norms_count", 1, as: Int64.self)[0])
-                norms.histogram = try values("norms_histogram", norms.histogram.count, as: Int64.self).map { Int($0) }
+                let bins: [Int64] = try layer.dataset("norms_bins").readAll()
+                let binCounts: [Int64] = try values("norms_bin_counts", bins.count)
+                for (bin, n) in zip(bins, binCounts) {
+                    guard (0..<Int64(TokenNormSketch.binCount)).contains(bin), n >= 0 else {
+                        throw DumpError(.badLayout, "holds a histogram bin outside the sketch", file: path,
+                                        dataset: layer.childPath("norms_bins"))
+                    }
+                    norms.histogram[Int(bin), default: 0] += Int(n)
+                }
                 let largestNorms: [Double] = try layer.dataset("norms_largest_norm").readAll()
                 let positions: [Int64] = try values("norms_largest_position", 2 * largestNorms.count)
                 norms.largest = largestNorms.indices.map {

@@ -8,11 +8,17 @@ public enum Analyzer {
     /// Reads `dump` and returns the filled accumulators; wall time per stage goes to `timings`.
     public static func accumulate(_ dump: Dump, options: AnalysisOptions, timings: StageTimings = StageTimings(),
                                   progress: ((AnalysisProgress) -> Void)? = nil) throws -> AnalysisState {
-        let layers = options.layers ?? Array(0..<dump.shape.layers)
-        if let bad = layers.first(where: { $0 < 0 || $0 >= dump.shape.layers }) {
-            throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers 0–\(dump.shape.layers - 1)", file: dump.path)
+        let layers = options.layers ?? dump.layerNumbers
+        let available = Set(dump.layerNumbers)  // a set: the check stays linear in the layer count
+        if let bad = layers.first(where: { !available.contains($0) }) {
+            throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers \(IndexList.text(dump.layerNumbers))", file: dump.path)
         }
         let needsPairs = options.sections.contains(.similarity)
+        let runs = try selectedRuns(dump, options: options)
+        // Refuse a run that cannot fit before allocating anything sized by the dump (exit 69).
+        let pairCount = !needsPairs || layers.count < 2 ? 0
+            : options.pairs == .adjacent ? layers.count - 1 : Bytes.product(layers.count, layers.count - 1) / 2
+        try MemoryEstimate.analysis(dump: dump, options: options, layers: layers.count, pairs: pairCount, runs: runs).check(file: dump.path)
         var pairs: [(Int, Int)] = []
         if needsPairs {
             switch options.pairs {
@@ -20,11 +26,13 @@ public enum Analyzer {
             case .all: pairs = layers.indices.flatMap { a in (a + 1..<layers.count).map { (a, $0) } }
             }
         }
-        let runs = try selectedRuns(dump, options: options)
         let selection = [options.sequences.map { "sequences \(IndexList.text($0))" },
                          options.tokenRange.map { "tokens \($0.lowerBound):\($0.upperBound == Int.max ? "" : String($0.upperBound))" }].compactMap { $0 }
         var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs,
-                                  sources: [DumpSummary(dump, selected: runs, selection: selection.isEmpty ? nil : selection.joined(separator: ", "))])
+                                  sources: [DumpSummary(
+                                      dump, selected: runs,
+                                      selection: selection.isEmpty ? nil : selection.joined(separator: ", "),
+                                      sequences: options.sequences, tokenRange: options.tokenRange)])
         let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
         // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
         // from the page cache the passes fill).
@@ -107,7 +115,7 @@ public enum Analyzer {
                 for (pairIndex, a) in partners[li] ?? [] {
                     let other = keepAll ? a : a % 2
                     let info = blockInfo[slot], otherInfo = blockInfo[other]
-                    let runs = plan.pieces[plan.blocks[blockIndex]]
+                    let runs = plan.pieces(of: blockIndex)
                     buffers[other].withUnsafeBufferPointer { pa in
                         buffers[slot].withUnsafeBufferPointer { pb in
                             let blockA = TokenBlock(rows: otherInfo.rows, columns: columns, values: UnsafeBufferPointer(rebasing: pa[0..<(otherInfo.rows * columns)]),
@@ -178,8 +186,13 @@ public enum Analyzer {
                         timings.measure("dct") {
                             panel.withUnsafeMutableBufferPointer { buffer in
                                 let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
+                                // The DCT is linear: a window beyond float32's safe range for squares is
+                                // rescaled by a power of two and its energies scaled back.
+                                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(UnsafeBufferPointer(view)))
+                                if !scale.isIdentity { scale.apply(UnsafeBufferPointer(view), into: view) }
                                 plan.transform(view, into: view)
-                                state.frequency[li].fold(coefficients: UnsafeBufferPointer(view), length: n, count: count)
+                                state.frequency[li].fold(coefficients: UnsafeBufferPointer(view), length: n, count: count,
+                                                         energyScale: scale.undo(power: 2))
                             }
                         }
                         bytes += n * count * 4

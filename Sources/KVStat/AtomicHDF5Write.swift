@@ -1,29 +1,42 @@
-// Writing an HDF5 output so that no reader sees it half-written: free space checked first (libhdf5 1.10 can
-// crash at exit after an ENOSPC write), the file written under a temporary name, then renamed into place.
+// Writing an HDF5 output so that no reader sees it half-written and a full disk is one clear error: free
+// space checked first, the file built in memory by libhdf5 (core driver, no backing store), then its bytes
+// written with POSIX calls under a temporary name and renamed into place (AtomicFile). libhdf5 itself never
+// writes to the disk, so an ENOSPC cannot leave it with a half-closed file (libhdf5 1.10 then crashed at exit).
 import Foundation
 import HDF5Kit
 
 enum AtomicHDF5Write {
-    /// Creates `path`'s folder if needed, checks `bytes` are free, runs `body` on a temporary path in the same
-    /// folder and renames the result to `path`; on any failure the temporary file is removed and a
+    /// Creates `path`'s folder if needed, checks `bytes` are free, builds the file with `body` in memory and
+    /// writes it to `path` atomically; on any failure nothing is left at `path` or beside it and a
     /// `cannotWrite` error names `what` ("state file", "projections").
-    static func write(_ path: String, bytes: Int, what: String, _ body: (String) throws -> Void) throws(DumpError) {
+    static func write(_ path: String, bytes: Int, what: String, _ body: (HDF5File) throws -> Void) throws(DumpError) {
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        try DiskSpace.require(bytes, for: path)
-        let temporary = (directory.isEmpty ? "." : directory) + "/." + (path as NSString).lastPathComponent
-            + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-        do {
-            try body(temporary)
-        } catch {
-            unlink(temporary)
-            let reason = (error as? HDF5Error)?.message ?? "\(error)"
-            throw DumpError(.cannotWrite, "cannot write \(what) (\(reason))", file: path)
+        var created = false
+        if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
+            created = true
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw DumpError(
+                    .cannotWrite, "cannot create the folder for the \(what) (\(error.localizedDescription))", file: path
+                )
+            }
         }
-        if rename(temporary, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw DumpError(.cannotWrite, "cannot move \(what) into place (\(reason))", file: path)
+        do throws(DumpError) {
+            try DiskSpace.require(bytes, for: path)
+            let image: HDF5MemoryImage
+            do {
+                image = try HDF5MemoryImage.build(name: path + " (in memory)", body)
+            } catch let error as DumpError {
+                throw DumpError(.cannotWrite, "cannot write \(what) (\(error.message))", file: path)
+            } catch {
+                let reason = (error as? HDF5Error)?.message ?? "\(error)"
+                throw DumpError(.cannotWrite, "cannot write \(what) (\(reason))", file: path)
+            }
+            try AtomicFile.write(image.bytes, to: path, what: what)
+        } catch {
+            if created { rmdir(directory) }  // only a folder this call made, and only while it is empty
+            throw error
         }
     }
 }

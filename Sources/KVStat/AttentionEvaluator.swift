@@ -5,10 +5,11 @@ import KVNumerics
 
 /// Relative errors of attention logits and outputs per layer.
 public struct AttentionErrors: Sendable, Codable, Equatable {
-    /// ‖L − L̂‖_F / ‖L‖_F over the sampled queries, every query head and every (unmasked) key.
-    public var logits: [Double]
-    /// ‖O − Ô‖_F / ‖O‖_F of the attention outputs of the sampled queries.
-    public var outputs: [Double]
+    /// ‖L − L̂‖_F / ‖L‖_F over the sampled queries, every query head and every (unmasked) key; null when
+    /// ‖L‖ = 0 (zero queries or keys).
+    public var logits: [Double?]
+    /// ‖O − Ô‖_F / ‖O‖_F of the attention outputs of the sampled queries; null when ‖O‖ = 0.
+    public var outputs: [Double?]
     /// Query positions sampled per sequence, and whether keys after a query were masked.
     public var queriesPerSequence: Int
     public var causal: Bool
@@ -30,21 +31,24 @@ public enum AttentionEvaluator {
             throw DumpError(.badData, "has no query tensors: attention-level errors need them", file: dump.path)
         }
         let kvHeads = dump.shape.kvHeads, d = dump.shape.headDim
-        let perKV = queryHeads / kvHeads, scale = 1 / Float(d).squareRoot()
+        let perKV = queryHeads / kvHeads, scale = 1 / Double(d).squareRoot()
         let thresholds = ReconstructionEvaluator.windowThresholds(runs, window: settings.window)
         let scratch = ReadScratch()
-        var logitErrors: [Double] = [], outputErrors: [Double] = []
+        var logitErrors: [Double?] = [], outputErrors: [Double?] = []
         var bySequence = [[TokenRun]](repeating: [], count: runs.lengths.count)
         for run in runs.runs { bySequence[run.sequence].append(run) }
+        let index = ProjectionGroups(projections)
         for layer in layers {
             let queryReader = try TensorReader(dump: dump, layer: layer, kind: .query, scratch: scratch)
             // The layer groups (xKV) whose projections rebuild this layer's keys and values.
             var rebuilders: [TensorKind: (group: [Int], reconstructor: GroupReconstructor, readers: [TensorReader])] = [:]
             for kind in [TensorKind.key, .value] {
-                guard let group = projections.first(where: { $0.kind == kind && $0.layers.contains(layer) })?.layers else {
+                guard let group = index.covering[kind]?[layer]?.layers else {
                     throw DumpError(.badData, "the fit has no \(kind.rawValue) projection for layer \(layer)", file: dump.path)
                 }
-                rebuilders[kind] = (group, ReconstructionEvaluator.reconstructor(projections, ranks: ranks, kind: kind, layers: group, dump: dump, settings: settings),
+                let reconstructor = ReconstructionEvaluator.reconstructor(projections, ranks: ranks, kind: kind, layers: group, dump: dump,
+                                                                          settings: settings, index: index)
+                rebuilders[kind] = (group, reconstructor,
                                     try group.map { l throws(DumpError) in try TensorReader(dump: dump, layer: l, kind: kind, scratch: scratch) })
             }
             var logit = (error: 0.0, norm: 0.0), output = (error: 0.0, norm: 0.0)
@@ -83,15 +87,16 @@ public enum AttentionEvaluator {
                             let qRow = (i * queryHeads + h) * d
                             for t in 0..<rows where !causal || piece.start + t <= sampled[i] {
                                 let kRow = t * kvHeads * d + g * d
-                                var exact: Float = 0, approx: Float = 0
+                                // Logits in float64: float32 products overflow for |q|·|k| ≳ 1e38.
+                                var exact = 0.0, approx = 0.0
                                 for j in 0..<d {
-                                    exact += q[qRow + j] * blocks[.key]!.exact[kRow + j]
-                                    approx += q[qRow + j] * blocks[.key]!.rebuilt[kRow + j]
+                                    exact += Double(q[qRow + j]) * Double(blocks[.key]!.exact[kRow + j])
+                                    approx += Double(q[qRow + j]) * Double(blocks[.key]!.rebuilt[kRow + j])
                                 }
                                 exact *= scale
                                 approx *= scale
-                                logit.error += Double((exact - approx) * (exact - approx))
-                                logit.norm += Double(exact * exact)
+                                logit.error += (exact - approx) * (exact - approx)
+                                logit.norm += exact * exact
                                 state[2 * (i * queryHeads + h)].add(exact, value: blocks[.value]!.exact, at: kRow)
                                 state[2 * (i * queryHeads + h) + 1].add(approx, value: blocks[.value]!.rebuilt, at: kRow)
                             }
@@ -101,38 +106,41 @@ public enum AttentionEvaluator {
                 for s in stride(from: 0, to: state.count, by: 2) {
                     let o = state[s].output, oh = state[s + 1].output
                     for j in 0..<d {
-                        output.error += Double((o[j] - oh[j]) * (o[j] - oh[j]))
-                        output.norm += Double(o[j] * o[j])
+                        output.error += (o[j] - oh[j]) * (o[j] - oh[j])
+                        output.norm += o[j] * o[j]
                     }
                 }
             }
-            logitErrors.append(logit.norm > 0 ? (logit.error / logit.norm).squareRoot() : 0)
-            outputErrors.append(output.norm > 0 ? (output.error / output.norm).squareRoot() : 0)
+            logitErrors.append(logit.norm > 0 ? finite((logit.error / logit.norm).squareRoot()) : nil)
+            outputErrors.append(output.norm > 0 ? finite((output.error / output.norm).squareRoot()) : nil)
         }
         return AttentionErrors(logits: logitErrors, outputs: outputErrors, queriesPerSequence: queries, causal: causal)
     }
 }
 
-/// softmax(s)·V accumulated one key at a time with a running maximum (the streaming form of attention).
-struct OnlineSoftmax {
-    var maximum = -Float.infinity
-    var sum: Float = 0
-    var accumulator: [Float]
+private func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
 
-    init(_ dimension: Int) { accumulator = [Float](repeating: 0, count: dimension) }
+/// softmax(s)·V accumulated one key at a time with a running maximum (the streaming form of attention), in
+/// float64 so that large logits neither overflow nor lose the small ones.
+struct OnlineSoftmax {
+    var maximum = -Double.infinity
+    var sum = 0.0
+    var accumulator: [Double]
+
+    init(_ dimension: Int) { accumulator = [Double](repeating: 0, count: dimension) }
 
     /// Adds key score `score` with its value row `value[offset ..< offset + d]`.
-    mutating func add(_ score: Float, value: [Float], at offset: Int) {
+    mutating func add(_ score: Double, value: [Float], at offset: Int) {
         if score > maximum {
-            let rescale = maximum == -Float.infinity ? 0 : exp(maximum - score)
+            let rescale = maximum == -Double.infinity ? 0 : exp(maximum - score)
             sum *= rescale
             for j in accumulator.indices { accumulator[j] *= rescale }
             maximum = score
         }
         let w = exp(score - maximum)
         sum += w
-        for j in accumulator.indices { accumulator[j] += w * value[offset + j] }
+        for j in accumulator.indices { accumulator[j] += w * Double(value[offset + j]) }
     }
 
-    var output: [Float] { sum > 0 ? accumulator.map { $0 / sum } : accumulator }
+    var output: [Double] { sum > 0 ? accumulator.map { $0 / sum } : accumulator }
 }

@@ -1,5 +1,6 @@
 // Per-channel max |x|, mean, RMS and kurtosis, streamed with the pairwise central-moment update, which stays
 // accurate where raw power sums (Σx⁴ − …) cancel catastrophically.
+import KVNumerics
 
 /// Per-channel moments of the rows seen: count, max |x|, mean and central moments M2, M3, M4.
 ///
@@ -31,19 +32,26 @@ public struct ChannelMoments: Accumulator {
         guard n > 0 else { return }
         let c = channels
         let excluded = Set(block.excludedRows)
+        // Pass 0: max |x| per channel. Fourth powers would leave float32's range for a channel outside
+        // `PowerOfTwoScale.safeRange`: that channel is rescaled by its own power of two (a channel of ~1 next
+        // to one of ~1e20 keeps its precision) and its moments scaled back in float64 (mean by 2^−e, Mk by 2^−ke).
+        var peak = [Float](repeating: 0, count: c)
+        peak.withUnsafeMutableBufferPointer { p in
+            for r in 0..<block.rows {
+                let row = r * c
+                for j in 0..<c { p[j] = max(p[j], abs(block.values[row + j])) }
+            }
+        }
+        let scales = peak.map { PowerOfTwoScale(maxMagnitude: $0) }
+        let factors = scales.map(\.factor)
         var blockMean = [Double](repeating: 0, count: c)
         var sums = [Float](repeating: 0, count: c)
-        var peak = maxAbs
-        // Pass 1: sums (float32 within a block: ≤ blockTokens terms) and max |x|. Excluded rows are zero.
+        // Pass 1: sums of the (rescaled) values, float32 within a block (≤ blockTokens terms). Excluded rows are zero.
         sums.withUnsafeMutableBufferPointer { s in
-            peak.withUnsafeMutableBufferPointer { p in
+            factors.withUnsafeBufferPointer { f in
                 for r in 0..<block.rows {
                     let row = r * c
-                    for j in 0..<c {
-                        let x = block.values[row + j]
-                        s[j] += x
-                        p[j] = max(p[j], abs(x))
-                    }
+                    for j in 0..<c { s[j] += block.values[row + j] * f[j] }
                 }
             }
         }
@@ -52,25 +60,30 @@ public struct ChannelMoments: Accumulator {
         var d2 = [Float](repeating: 0, count: c), d3 = d2, d4 = d2
         let mu = blockMean.map { Float($0) }
         mu.withUnsafeBufferPointer { m in
-            d2.withUnsafeMutableBufferPointer { s2 in
-                d3.withUnsafeMutableBufferPointer { s3 in
-                    d4.withUnsafeMutableBufferPointer { s4 in
-                        for r in 0..<block.rows where excluded.isEmpty || !excluded.contains(r) {
-                            let row = r * c
-                            for j in 0..<c {
-                                let d = block.values[row + j] - m[j]
-                                let sq = d * d
-                                s2[j] += sq
-                                s3[j] += sq * d
-                                s4[j] += sq * sq
+            factors.withUnsafeBufferPointer { f in
+                d2.withUnsafeMutableBufferPointer { s2 in
+                    d3.withUnsafeMutableBufferPointer { s3 in
+                        d4.withUnsafeMutableBufferPointer { s4 in
+                            for r in 0..<block.rows where excluded.isEmpty || !excluded.contains(r) {
+                                let row = r * c
+                                for j in 0..<c {
+                                    let d = block.values[row + j] * f[j] - m[j]
+                                    let sq = d * d
+                                    s2[j] += sq
+                                    s3[j] += sq * d
+                                    s4[j] += sq * sq
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        maxAbs = peak
-        combine(count: n, mean: blockMean, m2: d2.map(Double.init), m3: d3.map(Double.init), m4: d4.map(Double.init))
+        for j in 0..<c { maxAbs[j] = max(maxAbs[j], peak[j]) }
+        combine(count: n, mean: (0..<c).map { blockMean[$0] * scales[$0].undo(power: 1) },
+                m2: (0..<c).map { Double(d2[$0]) * scales[$0].undo(power: 2) },
+                m3: (0..<c).map { Double(d3[$0]) * scales[$0].undo(power: 3) },
+                m4: (0..<c).map { Double(d4[$0]) * scales[$0].undo(power: 4) })
     }
 
     public mutating func merge(_ other: ChannelMoments) {
@@ -103,9 +116,16 @@ public struct ChannelMoments: Accumulator {
         (0..<channels).map { count > 0 ? (m2[$0] / Double(count) + mean[$0] * mean[$0]).squareRoot() : 0 }
     }
 
-    /// Pearson kurtosis per channel, n M4 / M2² (0 for a constant channel).
-    public var kurtosis: [Double] {
-        (0..<channels).map { m2[$0] > 0 ? Double(count) * m4[$0] / (m2[$0] * m2[$0]) : 0 }
+    /// Pearson kurtosis per channel, n M4 / M2²; nil where it is undefined (0/0): no rows, or a channel that
+    /// is constant up to float32 rounding (standard deviation ≤ 2⁻²⁰·|mean|, or exactly 0).
+    public var kurtosis: [Double?] {
+        (0..<channels).map { j -> Double? in
+            guard count > 0, m2[j] > 0 else { return nil }
+            let variance = m2[j] / Double(count), floor = 0x1p-20 * abs(mean[j])
+            guard variance > floor * floor else { return nil }
+            let value = Double(count) * m4[j] / (m2[j] * m2[j])
+            return value.isFinite ? value : nil
+        }
     }
 
 }

@@ -6,6 +6,7 @@ import KVNumerics
 ///
 /// `cross = Σ_t a_t b_tᵀ = AᵀB`, formed per block by SGEMM in float32 and accumulated in float64.
 /// `cosineSum = Σ_t cos(a_t, b_t)` over tokens where both rows are non-zero (`cosineCount` of them).
+/// Blocks beyond float32's safe range are rescaled by powers of two first (see `GramAccumulator`).
 /// Merge rule: add everything.
 public struct CrossLayerAccumulator: Sendable {
     public let layerA: Int
@@ -30,13 +31,38 @@ public struct CrossLayerAccumulator: Sendable {
     /// so that one buffer serves every pair).
     public mutating func fold(_ a: TokenBlock, _ b: TokenBlock, scratch: inout [Float]) {
         precondition(a.rows == b.rows && a.columns == b.columns)
-        let c = a.columns
-        BLAS.accumulateCrossProduct(a.values, b.values, rows: a.rows, aColumns: c, bColumns: c, into: &cross, scratch: &scratch)
-        for r in 0..<a.rows {
+        let scaleA = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(a.values))
+        let scaleB = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(b.values))
+        guard scaleA.isIdentity && scaleB.isIdentity else {
+            // Rescaled copies keep the products inside float32; the cosine does not depend on scale.
+            let copyA = Self.rescaled(a.values, scaleA), copyB = Self.rescaled(b.values, scaleB)
+            copyA.withUnsafeBufferPointer { pa in
+                copyB.withUnsafeBufferPointer { pb in
+                    fold(pa, pb, rows: a.rows, columns: a.columns, scratch: &scratch,
+                         multiplier: scaleA.undo(power: 1) * scaleB.undo(power: 1))
+                }
+            }
+            return
+        }
+        fold(a.values, b.values, rows: a.rows, columns: a.columns, scratch: &scratch, multiplier: 1)
+    }
+
+    private static func rescaled(_ values: UnsafeBufferPointer<Float>, _ scale: PowerOfTwoScale) -> [Float] {
+        [Float](unsafeUninitializedCapacity: values.count) { buffer, count in
+            scale.apply(values, into: buffer)
+            count = values.count
+        }
+    }
+
+    private mutating func fold(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, rows: Int, columns c: Int,
+                               scratch: inout [Float], multiplier: Double) {
+        BLAS.accumulateCrossProduct(a, b, rows: rows, aColumns: c, bColumns: c, into: &cross, scratch: &scratch,
+                                    multiplier: multiplier)
+        for r in 0..<rows {
             var dot: Float = 0, na: Float = 0, nb: Float = 0
             let row = r * c
             for j in 0..<c {
-                let x = a.values[row + j], y = b.values[row + j]
+                let x = a[row + j], y = b[row + j]
                 dot += x * y
                 na += x * x
                 nb += y * y
@@ -55,7 +81,7 @@ public struct CrossLayerAccumulator: Sendable {
         cosineCount += other.cosineCount
     }
 
-    /// Mean per-token cosine.
-    public var meanCosine: Double { cosineCount > 0 ? cosineSum / Double(cosineCount) : 0 }
+    /// Mean per-token cosine; nil when no token had both rows non-zero.
+    public var meanCosine: Double? { cosineCount > 0 ? cosineSum / Double(cosineCount) : nil }
 
 }

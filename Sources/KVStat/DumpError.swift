@@ -16,8 +16,14 @@ public struct DumpError: Error, CustomStringConvertible, Sendable {
         case badData
         /// A compression filter this libhdf5 lacks (exit 65).
         case unavailableFilter
-        /// An output could not be written (exit 73).
+        /// An output could not be written, or writing it would replace an input or a user's file (exit 73).
         case cannotWrite
+        /// An option value or combination of options that cannot be honoured (exit 64).
+        case usage
+        /// The run would need more memory than this machine has, estimated from declared shapes (exit 69).
+        case tooLarge
+        /// The dump changed (size, modification time or digest) while it was being read (exit 75).
+        case changedDuringRun
     }
 
     public var category: Category

@@ -23,12 +23,27 @@ public struct DumpLayout: Sendable {
     public var style: LayoutStyle
     /// A readable pattern, e.g. `/layers/{layer}/{key,value,query}`.
     public var pattern: String
-    /// `tensors[layer][kind]`.
+    /// `tensors[row][kind]`, one row per layer in ascending layer number (`layerNumbers[row]`).
     public var tensors: [[TensorKind: TensorLocation]]
+    /// The file's number of each row of `tensors`, ascending and distinct: the number in the dataset path
+    /// for per-layer layouts (`layer_00, layer_05, layer_07` are layers 0, 5, 7), the index along the layer
+    /// axis for stacked layouts, the value substituted for `{layer}` in `--layout` templates.
+    public var layerNumbers: [Int]
     /// A `[batch]` dataset of valid token counts, when present.
     public var lengthsPath: String?
-    /// A `[batch, tokens]` dataset, non-zero for real tokens, when present (and no lengths).
+    /// A `[batch, tokens]` dataset, 1 for real tokens and 0 for padding, when present (and no lengths).
     public var attentionMaskPath: String?
+
+    /// `layerNumbers` defaults to 0, 1, 2, … (one per row of `tensors`).
+    public init(style: LayoutStyle, pattern: String, tensors: [[TensorKind: TensorLocation]],
+                layerNumbers: [Int]? = nil, lengthsPath: String? = nil, attentionMaskPath: String? = nil) {
+        self.style = style
+        self.pattern = pattern
+        self.tensors = tensors
+        self.layerNumbers = layerNumbers ?? Array(tensors.indices)
+        self.lengthsPath = lengthsPath
+        self.attentionMaskPath = attentionMaskPath
+    }
 
     /// Number of layers.
     public var layers: Int { tensors.count }

@@ -18,7 +18,8 @@ public struct DumpScan: Codable, Sendable, Equatable {
 
     /// Reads the whole dump in blocks of `blockTokens` rows.
     public init(dump: Dump, blockTokens: Int = TokenBlockReader.defaultBlockTokens) throws {
-        for layer in 0..<dump.shape.layers {
+        try MemoryEstimate.scan(dump: dump, blockTokens: blockTokens).check(file: dump.path)  // exit 69 before reading
+        for layer in dump.layerNumbers {
             for kind in dump.kinds {
                 let reader = try TokenBlockReader(dump: dump, layer: layer, kind: kind, blockTokens: blockTokens)
                 var bad = 0, rows = 0

@@ -23,6 +23,8 @@ public struct DumpSummary: Codable, Sendable, Equatable {
     public var layout: String
     public var pattern: String
     public var layers: Int
+    /// The file's layer numbers (`Dump.layerNumbers`); nil in summaries saved before they were recorded.
+    public var layerNumbers: [Int]?
     public var kvHeads: Int
     public var queryHeads: Int?
     public var headDim: Int
@@ -43,20 +45,29 @@ public struct DumpSummary: Codable, Sendable, Equatable {
     /// The part of the dump analysed (`--sequences`, `--tokens`), or nil for all of it; `tokens` and
     /// `sequence_lengths` then count the selected tokens only.
     public var selection: String?
+    /// `--sequences` as numbers (nil: every sequence): with `selectedTokens`, what `kvstat merge` compares to
+    /// refuse parts of one dump that hold the same tokens.
+    public var selectedSequences: [Int]?
+    /// `--tokens` as [start, end), end clamped to `max_tokens` (nil: every token position).
+    public var selectedTokens: [Int]?
 
     enum CodingKeys: String, CodingKey {
         case schema, path, layout, pattern, layers, dtype, kinds, attributes, tensors, padding, sequences, tokens, sha256, selection
         case kvHeads = "kv_heads", queryHeads = "query_heads", headDim = "head_dim"
-        case maxTokens = "max_tokens", sequenceLengths = "sequence_lengths"
+        case maxTokens = "max_tokens", sequenceLengths = "sequence_lengths", layerNumbers = "layer_numbers"
         case bytesOnDisk = "bytes_on_disk", bytesStored = "bytes_stored", bytesFloat32 = "bytes_float32"
+        case selectedSequences = "selected_sequences", selectedTokens = "selected_tokens"
     }
 
     /// The summary of `dump`, counting the tokens of `selected` (a selection of its runs) when given.
-    public init(_ dump: Dump, selected: TokenRuns? = nil, selection: String? = nil) {
+    /// `sequences` and `tokenRange` are the selection as numbers (`selectedSequences`, `selectedTokens`).
+    public init(_ dump: Dump, selected: TokenRuns? = nil, selection: String? = nil,
+                sequences selectedSequences: [Int]? = nil, tokenRange: Range<Int>? = nil) {
         path = dump.path
         layout = dump.layout.style.rawValue
         pattern = dump.layout.pattern
         layers = dump.shape.layers
+        layerNumbers = dump.layerNumbers
         kvHeads = dump.shape.kvHeads
         queryHeads = dump.shape.queryHeads
         headDim = dump.shape.headDim
@@ -65,6 +76,8 @@ public struct DumpSummary: Codable, Sendable, Equatable {
         tokens = selected?.totalTokens ?? dump.shape.tokens
         sequenceLengths = (selected ?? dump.tokenRuns).lengths
         self.selection = selection
+        self.selectedSequences = selectedSequences
+        selectedTokens = tokenRange.map { [$0.lowerBound, min($0.upperBound, dump.shape.maxTokens)] }
         padding = dump.layout.lengthsPath.map { "lengths \($0)" } ?? dump.layout.attentionMaskPath.map { "attention mask \($0)" } ?? "none"
         dtype = dump.format.rawValue
         kinds = dump.kinds.map(\.rawValue)

@@ -39,8 +39,7 @@ public enum FitArtifacts {
         try AtomicHDF5Write.write(path, bytes: bytes, what: "projections") { try write(result, $0) }
     }
 
-    private static func write(_ result: LowRankFitResult, _ path: String) throws {
-        let file = try HDF5File.create(path)
+    private static func write(_ result: LowRankFitResult, _ file: HDF5File) throws {
         let root = try file.root()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -131,7 +131,7 @@ public struct FitOptions: Sendable, Codable, Equatable {
     public var quantGroup = 32
     /// Fraction of sequences (or of tokens, for a single-sequence dump) held out for evaluation.
     public var holdout = 0.0
-    /// Layers to fit (nil: all).
+    /// Layers to fit (nil: all): numbers the dump has, resolved from a `--layers` list once the dump is open.
     public var layers: [Int]?
     /// Keep ratios of the matryoshka ladder and of `--sweep`.
     public var ladder: [Double] = [0.125, 0.25, 0.375, 0.5, 0.75]
@@ -139,6 +139,7 @@ public struct FitOptions: Sendable, Codable, Equatable {
     public var attentionQueries = 64
     /// Causal mask for attention-level errors.
     public var causal = true
+    /// Token rows per block (> 0); a larger value than the tokens read is clipped to them (`BlockPlan`).
     public var blockTokens = TokenBlockReader.defaultBlockTokens
 
     public init() {}

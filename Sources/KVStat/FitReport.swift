@@ -31,10 +31,10 @@ public struct FitReport: Codable, Sendable {
     /// Relative Frobenius errors of one evaluation (fit tokens, held-out tokens or another dump).
     public struct Errors: Codable, Sendable {
         public var tokens: Int
-        /// kind → one value per fitted layer, in `layers` order.
-        public var perLayer: [String: [Double]]
-        /// Root mean square over layers, per kind and over both ("all").
-        public var overall: [String: Double]
+        /// kind → one value per fitted layer, in `layers` order; null where undefined (zero energy).
+        public var perLayer: [String: [Double?]]
+        /// Root mean square over the layers where it is defined, per kind and over both ("all"); null when none.
+        public var overall: [String: Double?]
         enum CodingKeys: String, CodingKey {
             case tokens, overall
             case perLayer = "per_layer"
@@ -48,8 +48,9 @@ public struct FitReport: Codable, Sendable {
         public var layers: [Int]
         public var rank: Int
         public var onlineRank: Int
-        public var fixedError: Double
-        public var onlineError: Double
+        /// Null when the group has no energy.
+        public var fixedError: Double?
+        public var onlineError: Double?
         enum CodingKeys: String, CodingKey {
             case kind, layers, rank
             case onlineRank = "online_rank", fixedError = "fixed_error", onlineError = "online_error"
@@ -62,7 +63,8 @@ public struct FitReport: Codable, Sendable {
         public var keepRatio: Double
         /// Stored 16-bit units per token ÷ original, as measured (window and quantization included).
         public var memoryRatio: Double
-        public var fitError: Double
+        /// Null when every layer's error is undefined (zero energy).
+        public var fitError: Double?
         public var heldOutError: Double?
         /// Matryoshka: the rank of every unit, in `units` order.
         public var ranks: [Int]?
@@ -102,9 +104,13 @@ public struct FitReport: Codable, Sendable {
     /// `--sweep`: every method at every keep ratio of the ladder (priced from Grams).
     public var sweep: [Rung]?
     public var notes: [String]
+    /// The shape of the model the projections were fitted on (`FitModel`), checked by `kvstat eval` and
+    /// `fit-lowrank --eval`; nil in manifests written before it was recorded.
+    public var model: FitModel? = nil
 
     enum CodingKeys: String, CodingKey {
         case schema, command, method, options, source, split, layers, units, fit, attention, online, ladder, sweep, notes, compression, external
+        case model
         case kvstatVersion = "kvstat_version", layerGroups = "layer_groups", memoryRatio = "memory_ratio"
         case fixedCostBytes = "fixed_cost_bytes", heldOut = "held_out", externalSource = "external_source"
     }

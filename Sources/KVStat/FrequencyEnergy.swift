@@ -21,12 +21,13 @@ public struct FrequencyEnergy: Sendable, Equatable {
     }
 
     /// Adds one window's coefficients: `coefficients` is row-major `length × count` (row k = frequency k).
-    public mutating func fold(coefficients: UnsafeBufferPointer<Float>, length: Int, count: Int) {
+    /// `energyScale` multiplies their squares (4^−e when the window was rescaled by 2^e, `PowerOfTwoScale`).
+    public mutating func fold(coefficients: UnsafeBufferPointer<Float>, length: Int, count: Int, energyScale: Double = 1) {
         var perFrequency = [Double](repeating: 0, count: length)
         for k in 0..<length {
             var s: Float = 0
             for c in 0..<count { let y = coefficients[k * count + c]; s += y * y }
-            perFrequency[k] = Double(s)
+            perFrequency[k] = energyScale * Double(s)
         }
         for (i, f) in FrequencyEnergy.fractions.enumerated() {
             let cutoff = Int((f * Double(length)).rounded(.down))
@@ -44,10 +45,11 @@ public struct FrequencyEnergy: Sendable, Equatable {
         windows += other.windows
     }
 
-    /// Fraction of energy in the lowest ⌊f·T⌋ frequencies, per f in `fractions`.
-    public var lowFractions: [Double] { low.map { total > 0 ? $0 / total : 0 } }
+    /// Fraction of energy in the lowest ⌊f·T⌋ frequencies, per f in `fractions`; nil when there is no
+    /// energy (all-zero windows, or none), where a fraction is undefined.
+    public var lowFractions: [Double]? { total > 0 ? low.map { $0 / total } : nil }
 
-    /// The binned spectrum as fractions of the total energy.
-    public var spectrum: [Double] { bins.map { total > 0 ? $0 / total : 0 } }
+    /// The binned spectrum as fractions of the total energy; nil when there is no energy.
+    public var spectrum: [Double]? { total > 0 ? bins.map { $0 / total } : nil }
 
 }

@@ -5,7 +5,9 @@ import KVNumerics
 /// Uncentred second moments of a `tokens × channels` matrix X.
 ///
 /// `gram = Σ_t x_t x_tᵀ = XᵀX`, `sum = Σ_t x_t`, `count` = rows. Each block's product is formed in float32 by
-/// SSYRK and added in float64 (`BLAS.accumulateGram`), so rounding grows with the block, not the dump.
+/// SSYRK and added in float64 (`BLAS.accumulateGram`), so rounding grows with the block, not the dump. A
+/// block whose values would overflow or underflow float32 when squared (|x| beyond 2^±20) is rescaled by a
+/// power of two first (`PowerOfTwoScale`), and its product scaled back in float64.
 /// Centring is applied at the end: `XᵀX − n μμᵀ` with μ = sum / n, exact in exact arithmetic and accurate in
 /// float64 unless |μ| dwarfs the spread by ~10⁶, which KV activations do not. Merge rule: add all three.
 public struct GramAccumulator: Accumulator {
@@ -33,7 +35,20 @@ public struct GramAccumulator: Accumulator {
     /// so that one buffer serves every layer).
     public mutating func fold(_ block: TokenBlock, scratch: inout [Float]) {
         precondition(block.columns == channels)
-        BLAS.accumulateGram(block.values, rows: block.rows, columns: channels, into: &packedLower, scratch: &scratch)
+        let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(block.values))
+        if scale.isIdentity {
+            BLAS.accumulateGram(block.values, rows: block.rows, columns: channels, into: &packedLower, scratch: &scratch)
+        } else {
+            // Values whose squares would leave float32's range: the product of a rescaled copy, scaled back.
+            let scaled = [Float](unsafeUninitializedCapacity: block.values.count) { buffer, count in
+                scale.apply(block.values, into: buffer)
+                count = block.values.count
+            }
+            scaled.withUnsafeBufferPointer {
+                BLAS.accumulateGram($0, rows: block.rows, columns: channels, into: &packedLower, scratch: &scratch,
+                                    multiplier: scale.undo(power: 2))
+            }
+        }
         count += block.validRows
         let columns = channels
         sum.withUnsafeMutableBufferPointer { s in

@@ -21,12 +21,15 @@ public enum LowRankFit {
     /// Fits `options.method` on `dump` and evaluates it (on held-out tokens and on `evalDump` when given).
     public static func run(_ dump: Dump, options: FitOptions, evalDump: Dump? = nil, version: String, command: [String],
                            progress: ((AnalysisProgress) -> Void)? = nil) throws -> LowRankFitResult {
-        let layers = options.layers ?? Array(0..<dump.shape.layers)
-        if let bad = layers.first(where: { $0 < 0 || $0 >= dump.shape.layers }) {
-            throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers 0–\(dump.shape.layers - 1)", file: dump.path)
+        let layers = options.layers ?? dump.layerNumbers
+        let available = Set(dump.layerNumbers)  // a set: the check stays linear in the layer count
+        if let bad = layers.first(where: { !available.contains($0) }) {
+            throw DumpError(.badData, "layer \(bad) asked for, but the dump has layers \(IndexList.text(dump.layerNumbers))", file: dump.path)
         }
         if let evalDump { try checkSameModel(dump, evalDump) }
-        let split = try FitSplit(dump.tokenRuns, holdout: options.holdout)
+        let split = try translatingHDF5Errors(file: dump.path) { try FitSplit(dump.tokenRuns, holdout: options.holdout) }
+        // Refuse a fit that cannot fit in memory before allocating anything sized by the dump (exit 69).
+        try MemoryEstimate.fit(dump: dump, options: options, layers: layers.count, runs: split.fit, eval: evalDump).check(file: dump.path)
         let (groups, notes) = ProjectionFitter.groups(of: layers, options: options)
         let kinds = kinds.filter(dump.kinds.contains)
         let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
@@ -46,7 +49,7 @@ public enum LowRankFit {
             fitted.ladderRanks = part.ladderRanks
         }
         let settings = reconstructionSettings(options)
-        let names = fitted.projections.map { name(of: $0, options: options, groups: groups) }
+        let names = names(of: fitted.projections, options: options, groups: groups)
         let ranks = fitted.ranks
         let fitErrors = try ReconstructionEvaluator.evaluate(dump, runs: split.fit, projections: fitted.projections, ranks: ranks, settings: settings)
         let heldOut = options.holdout > 0
@@ -91,14 +94,29 @@ public enum LowRankFit {
             heldOut: heldOut.map { errors($0, layers: layers, kinds: kinds, tokens: split.eval.totalTokens) },
             external: external.map { errors($0, layers: layers, kinds: kinds, tokens: evalDump!.shape.tokens) },
             externalSource: try evalDump.map { .init(path: $0.path, sha256: try $0.sha256(), tokens: $0.shape.tokens) },
-            attention: attention, online: online, ladder: ladder, sweep: nil, notes: fitted.notes)
+            attention: attention, online: online, ladder: ladder, sweep: nil,
+            notes: fitted.notes + windowNotes(split.eval, options: options) + (heldOut ?? fitErrors).undefinedNotes())
         return LowRankFitResult(projections: fitted.projections, report: report)
     }
 
-    /// The artifact name of a projection (see docs/fit-lowrank.md).
-    public static func name(of p: Projection, options: FitOptions, groups: [[Int]]) -> String {
+    /// cskv: a note when the recent-token window holds every evaluated token, so nothing was compressed (the
+    /// error is 0 and the memory ratio 1 by construction, not because the projection is good).
+    static func windowNotes(_ runs: TokenRuns, options: FitOptions) -> [String] {
+        guard options.method == .cskv, options.window > 0, let longest = runs.lengths.max(), longest <= options.window else { return [] }
+        return ["cskv: the window of \(options.window) recent tokens covers every evaluated sequence (the longest has "
+                + "\(longest) tokens): nothing was compressed; use a smaller --window"]
+    }
+
+    /// The artifact names of projections (see docs/fit-lowrank.md).
+    public static func names(of projections: [Projection], options: FitOptions, groups: [[Int]]) -> [String] {
+        let position = Dictionary(groups.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        return projections.map { name(of: $0, options: options, groupIndex: position[$0.layers] ?? 0) }
+    }
+
+    /// The artifact name of one projection, `groupIndex` being its layer group's position (xkv).
+    static func name(of p: Projection, options: FitOptions, groupIndex: Int) -> String {
         if p.layers.count > 1 || options.method == .xkv {
-            return "groups.\(groups.firstIndex(of: p.layers) ?? 0).\(p.kind.rawValue)"
+            return "groups.\(groupIndex).\(p.kind.rawValue)"
         }
         let base = "layers.\(p.layers[0]).\(p.kind.rawValue)"
         guard let heads = p.heads else { return base }
@@ -117,7 +135,7 @@ public enum LowRankFit {
     }
 
     public static func errors(_ e: ReconstructionErrors, layers: [Int], kinds: [TensorKind], tokens: Int) -> FitReport.Errors {
-        var perLayer: [String: [Double]] = [:], overall: [String: Double] = [:]
+        var perLayer: [String: [Double?]] = [:], overall: [String: Double?] = [:]
         for kind in kinds {
             perLayer[kind.rawValue] = layers.map { e.relative(kind, layer: $0) }
             overall[kind.rawValue] = e.overall(kind)
@@ -149,10 +167,11 @@ public enum LowRankFit {
     /// evaluated matrix costs r'(T + G·C) floats; the fixed projection stores T·r, so r' = ⌊T·r / (T + G·C)⌋.
     static func onlineComparison(_ dump: Dump, split: FitSplit, kinds: [TensorKind], projections: [Projection],
                                  groups: [[Int]], options: FitOptions, errors: ReconstructionErrors) throws -> [FitReport.OnlineComparison] {
+        let index = ProjectionGroups(projections)
         var result: [FitReport.OnlineComparison] = []
         for kind in kinds {
             for group in groups {
-                guard let p = projections.first(where: { $0.kind == kind && $0.layers == group }) else { continue }
+                guard let p = index.members[.init(kind: kind, layers: group)]?.first.map({ projections[$0] }) else { continue }
                 // The evaluated tokens' group Gram: the fitted one when fit and evaluation tokens are the same.
                 let values: [Double]
                 let t: Double
@@ -166,21 +185,25 @@ public enum LowRankFit {
                 }
                 let onlineRank = Int((t * Double(p.rank) / (t + Double(p.dimension))).rounded(.down))
                 let total = values.reduce(0) { $0 + max($1, 0) }
-                let residual = total > 0 ? values.dropFirst(onlineRank).reduce(0) { $0 + max($1, 0) } / total : 0
+                let residual: Double? = total > 0 ? values.dropFirst(onlineRank).reduce(0) { $0 + max($1, 0) } / total : nil
                 // The fixed projection's error over the group: the layers' squared errors pooled.
                 let err = group.reduce(0.0) { $0 + (errors.errorSquared[kind]?[$1] ?? 0) }
                 let norm = group.reduce(0.0) { $0 + (errors.normSquared[kind]?[$1] ?? 0) }
                 result.append(.init(kind: kind.rawValue, layers: group, rank: p.rank, onlineRank: onlineRank,
-                                    fixedError: norm > 0 ? (err / norm).squareRoot() : 0, onlineError: residual.squareRoot()))
+                                    fixedError: norm > 0 ? finite((err / norm).squareRoot()) : nil,
+                                    onlineError: residual.flatMap { finite($0.squareRoot()) }))
             }
         }
         return result
     }
 
+    static func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
+
     /// Dumps evaluated together must have the same layers, heads and head_dim.
     static func checkSameModel(_ a: Dump, _ b: Dump) throws(DumpError) {
-        guard a.shape.layers == b.shape.layers, a.shape.kvHeads == b.shape.kvHeads, a.shape.headDim == b.shape.headDim else {
-            throw DumpError(.badData, "is not a dump of the same model as \(a.path): \(b.shape.layers) layers × \(b.shape.kvHeads) kv heads × head_dim \(b.shape.headDim), expected \(a.shape.layers) × \(a.shape.kvHeads) × \(a.shape.headDim)", file: b.path)
+        // The same check `kvstat eval` makes against an artifact's recorded model (FitModel).
+        guard FitModel(a).matches(FitModel(b)) else {
+            throw DumpError(.badData, "is not a dump of the same model as \(a.path): layers \(IndexList.text(b.layerNumbers)) × \(b.shape.kvHeads) kv heads × head_dim \(b.shape.headDim), expected layers \(IndexList.text(a.layerNumbers)) × \(a.shape.kvHeads) × \(a.shape.headDim)", file: b.path)
         }
     }
 }

@@ -7,8 +7,9 @@ public enum LowRankSweep {
     /// Gram cannot price rounding; fit cskv with --quant for that) at each ratio of `options.ladder`.
     /// Per-unit methods are fitted one layer group at a time (xKV's G·C-wide Grams exist one at a time).
     public static func run(_ dump: Dump, options: FitOptions, progress: ((AnalysisProgress) -> Void)? = nil) throws -> [FitReport.Rung] {
-        let layers = options.layers ?? Array(0..<dump.shape.layers)
-        let split = try FitSplit(dump.tokenRuns, holdout: options.holdout)
+        let layers = options.layers ?? dump.layerNumbers
+        let split = try translatingHDF5Errors(file: dump.path) { try FitSplit(dump.tokenRuns, holdout: options.holdout) }
+        try MemoryEstimate.sweep(dump: dump, options: options, layers: layers.count, runs: split.fit).check(file: dump.path)  // exit 69
         let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
         let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
         let heldOut = options.holdout > 0
@@ -99,8 +100,9 @@ public enum LowRankSweep {
 
         mutating func add(_ projections: [Projection], rankTable: [[Int]], groups: [[Int]], errorGrams: [TensorKind: [GramAccumulator]],
                           normGrams: [TensorKind: [GramAccumulator]], heads: [TensorKind: Int], headDim: Int, heldOut: Bool) {
+            let groupPosition = Dictionary(groups.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
             for (u, p) in projections.enumerated() {
-                let g = groups.firstIndex(of: p.layers)!
+                let g = groupPosition[p.layers]!
                 let perRung = GramErrorEstimate.errorSquared(p, ranks: rankTable.map { $0[u] }, gram: errorGrams[p.kind]![g],
                                                               channelsPerLayer: heads[p.kind]! * headDim)
                 for (ri, perLayer) in perRung.enumerated() {
@@ -122,11 +124,12 @@ public enum LowRankSweep {
             }
         }
 
-        /// Root mean square over (kind, layer) of the relative errors at rung `ri`.
-        func overall(_ ri: Int, heldOut: Bool) -> Double {
+        /// Root mean square over (kind, layer) of the relative errors at rung `ri`, over the layers with energy
+        /// (a relative error of zero energy is undefined); nil when no layer has any.
+        func overall(_ ri: Int, heldOut: Bool) -> Double? {
             let norm = heldOut ? heldNorms : norms, sq = heldOut ? heldSquared[ri] : squared[ri]
-            let relative = norm.map { key, value in value > 0 ? (sq[key] ?? 0) / value : 0 }
-            return relative.isEmpty ? 0 : (relative.reduce(0, +) / Double(relative.count)).squareRoot()
+            let relative = norm.compactMap { key, value in value > 0 ? (sq[key] ?? 0) / value : nil }
+            return relative.isEmpty ? nil : (relative.reduce(0, +) / Double(relative.count)).squareRoot()
         }
     }
 

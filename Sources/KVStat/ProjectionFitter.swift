@@ -126,7 +126,8 @@ public enum ProjectionFitter {
             // dimension already counts every layer of an xKV group: G·q·channels latent dims.
             return min(max(Int((q * Double(dimension)).rounded()), 1), dimension)
         case .energy(let e):
-            return Spectrum(gramEigenvalues: eigenvalues).effectiveRank(energy: e)
+            // At least one dimension: a unit with zero energy (effective rank 0) still stores a projection.
+            return min(max(Spectrum(gramEigenvalues: eigenvalues).effectiveRank(energy: e), 1), max(dimension, 1))
         }
     }
 

@@ -8,16 +8,30 @@ public struct ReconstructionErrors: Sendable, Equatable {
     public var errorSquared: [TensorKind: [Int: Double]] = [:]
     public var normSquared: [TensorKind: [Int: Double]] = [:]
 
-    /// ‖X − X̂‖_F / ‖X‖_F of one layer and kind.
-    public func relative(_ kind: TensorKind, layer: Int) -> Double {
+    /// ‖X − X̂‖_F / ‖X‖_F of one layer and kind; nil when ‖X‖ = 0 (zero energy, or no finite rows), where a
+    /// relative error is undefined.
+    public func relative(_ kind: TensorKind, layer: Int) -> Double? {
         let n = normSquared[kind]?[layer] ?? 0
-        return n > 0 ? ((errorSquared[kind]?[layer] ?? 0) / n).squareRoot() : 0
+        guard n > 0 else { return nil }
+        let ratio = ((errorSquared[kind]?[layer] ?? 0) / n).squareRoot()
+        return ratio.isFinite ? ratio : nil
     }
 
-    /// Root mean square of the relative errors over layers (of one kind, or of every kind).
-    public func overall(_ kind: TensorKind? = nil) -> Double {
-        let errors = normSquared.keys.filter { kind == nil || $0 == kind }.flatMap { k in normSquared[k]!.keys.map { relative(k, layer: $0) } }
-        return errors.isEmpty ? 0 : (errors.reduce(0) { $0 + $1 * $1 } / Double(errors.count)).squareRoot()
+    /// Root mean square of the relative errors over the layers where they are defined (of one kind, or of
+    /// every kind); nil when none is.
+    public func overall(_ kind: TensorKind? = nil) -> Double? {
+        let errors = normSquared.keys.filter { kind == nil || $0 == kind }.flatMap { k in normSquared[k]!.keys.compactMap { relative(k, layer: $0) } }
+        return errors.isEmpty ? nil : (errors.reduce(0) { $0 + $1 * $1 } / Double(errors.count)).squareRoot()
+    }
+
+    /// One note per (kind, layer) whose relative error is undefined, for the manifest.
+    public func undefinedNotes() -> [String] {
+        normSquared.keys.sorted().flatMap { kind in
+            normSquared[kind]!.keys.sorted().compactMap { layer in
+                relative(kind, layer: layer) == nil
+                    ? "layer \(layer) \(kind.rawValue): zero energy (‖X‖ = 0, or no finite rows): relative error undefined (null)" : nil
+            }
+        }
     }
 }
 
@@ -53,7 +67,10 @@ struct GroupReconstructor {
     /// The rebuilt `rows × channels` block of each layer from the exact ones (`buffers`, same layout). Rows
     /// with `latentRow[r] == false` (window, excluded) are copied exactly; `segments` are the runs of latent
     /// rows from one sequence, which key quantization groups never cross.
-    mutating func rebuild(_ buffers: [[Float]], rows: Int, latentRow: [Bool], segments: [Range<Int>]) -> [[Float]] {
+    /// `meanScale` multiplies the stored means when the buffers were rescaled by a power of two (the projection
+    /// is linear, so a rescaled block rebuilds to the rescaled reconstruction).
+    mutating func rebuild(_ buffers: [[Float]], rows: Int, latentRow: [Bool], segments: [Range<Int>],
+                          meanScale: Float = 1) -> [[Float]] {
         var rebuilt = buffers.map { Array($0[0..<(rows * channels)]) }
         for (index, p) in projections.enumerated() {
             let rank = ranks[index], width = p.channels.count, dim = p.dimension
@@ -65,7 +82,8 @@ struct GroupReconstructor {
                 for position in layers.indices {
                     for c in 0..<width {
                         let column = position * width + c
-                        input[r * dim + column] = buffers[position][r * channels + p.channels.lowerBound + c] - (p.mean?[column] ?? 0)
+                        input[r * dim + column] = buffers[position][r * channels + p.channels.lowerBound + c]
+                            - (p.mean?[column] ?? 0) * meanScale
                     }
                 }
             }
@@ -88,7 +106,8 @@ struct GroupReconstructor {
                 for r in 0..<rows where latentRow[r] {
                     for c in 0..<width {
                         let column = position * width + c
-                        rebuilt[position][r * channels + p.channels.lowerBound + c] = output[r * dim + column] + (p.mean?[column] ?? 0)
+                        rebuilt[position][r * channels + p.channels.lowerBound + c] = output[r * dim + column]
+                            + (p.mean?[column] ?? 0) * meanScale
                     }
                 }
             }
@@ -126,29 +145,46 @@ public enum ReconstructionEvaluator {
         let plan = BlockPlan(runs: runs, blockTokens: settings.blockTokens)
         let thresholds = windowThresholds(runs, window: settings.window)
         let scratch = ReadScratch()
-        for (kind, layers) in groupsOf(projections) {
-            var reconstructor = reconstructor(projections, ranks: ranks, kind: kind, layers: layers, dump: dump, settings: settings)
+        let index = ProjectionGroups(projections)
+        for key in index.keys {
+            let (kind, layers) = (key.kind, key.layers)
+            var reconstructor = reconstructor(projections, ranks: ranks, kind: kind, layers: layers, dump: dump, settings: settings,
+                                              index: index)
             let readers = try layers.map { layer throws(DumpError) in try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch) }
             let channels = reconstructor.channels
             var buffers = [[Float]](repeating: [], count: layers.count)
             for blockIndex in plan.blocks.indices {
                 let (rows, pieces, excluded) = try plan.readGroup(blockIndex, from: readers, into: &buffers)
                 let (latent, segments) = latentRows(pieces: pieces, rows: rows, excluded: excluded, thresholds: thresholds)
-                let rebuilt = reconstructor.rebuild(buffers, rows: rows, latentRow: latent, segments: segments)
+                // A block whose values would overflow float32 in the projection's products (or underflow) is
+                // rebuilt rescaled by a power of two; its squared sums are scaled back in float64.
+                let peak = buffers.prefix(layers.count).reduce(Float(0)) { m, b in
+                    b.withUnsafeBufferPointer { max(m, BLAS.maxMagnitude(UnsafeBufferPointer(rebasing: $0[0..<(rows * channels)]))) }
+                }
+                let scale = PowerOfTwoScale(maxMagnitude: peak)
+                if !scale.isIdentity {
+                    for position in layers.indices {
+                        buffers[position].withUnsafeMutableBufferPointer { b in
+                            let view = UnsafeMutableBufferPointer(rebasing: b[0..<(rows * channels)])
+                            scale.apply(UnsafeBufferPointer(view), into: view)
+                        }
+                    }
+                }
+                let rebuilt = reconstructor.rebuild(buffers, rows: rows, latentRow: latent, segments: segments, meanScale: scale.factor)
+                let energyScale = scale.undo(power: 2)
                 for (position, layer) in layers.enumerated() {
                     var norm = 0.0, error = 0.0
+                    // Squares in float64: float32 squares overflow for |x| ≳ 1.8e19 and underflow below ≈ 1e-23.
                     for r in 0..<rows where !excluded.contains(r) {
-                        var s: Float = 0, e: Float = 0
                         for c in 0..<channels {
-                            let x = buffers[position][r * channels + c], d = x - rebuilt[position][r * channels + c]
-                            s += x * x
-                            e += d * d
+                            let x = Double(buffers[position][r * channels + c])
+                            let d = x - Double(rebuilt[position][r * channels + c])
+                            norm += x * x
+                            error += d * d
                         }
-                        norm += Double(s)
-                        error += Double(e)
                     }
-                    errors.normSquared[kind, default: [:]][layer, default: 0] += norm
-                    errors.errorSquared[kind, default: [:]][layer, default: 0] += error
+                    errors.normSquared[kind, default: [:]][layer, default: 0] += norm * energyScale
+                    errors.errorSquared[kind, default: [:]][layer, default: 0] += error * energyScale
                 }
             }
         }
@@ -157,15 +193,14 @@ public enum ReconstructionEvaluator {
 
     /// The (kind, layer group) pairs of `projections`, in order of first appearance.
     static func groupsOf(_ projections: [Projection]) -> [(kind: TensorKind, layers: [Int])] {
-        var order: [(kind: TensorKind, layers: [Int])] = []
-        for p in projections where !order.contains(where: { $0.kind == p.kind && $0.layers == p.layers }) { order.append((p.kind, p.layers)) }
-        return order
+        ProjectionGroups(projections).keys.map { ($0.kind, $0.layers) }
     }
 
-    /// The reconstructor of one (kind, layer group), with the ranks and quantization of `settings`.
+    /// The reconstructor of one (kind, layer group), with the ranks and quantization of `settings`; `index`
+    /// is `ProjectionGroups(projections)`, passed in when many groups are looked up.
     static func reconstructor(_ projections: [Projection], ranks: [Int]?, kind: TensorKind, layers: [Int], dump: Dump,
-                              settings: ReconstructionSettings) -> GroupReconstructor {
-        let members = projections.indices.filter { projections[$0].kind == kind && projections[$0].layers == layers }
+                              settings: ReconstructionSettings, index: ProjectionGroups? = nil) -> GroupReconstructor {
+        let members = (index ?? ProjectionGroups(projections)).members[.init(kind: kind, layers: layers)] ?? []
         let quantizer = settings.quantization == .none ? nil : LatentQuantizer(bits: settings.quantization.bits, group: settings.quantGroup)
         return GroupReconstructor(projections: members.map { projections[$0] }, ranks: members.map { ranks?[$0] ?? projections[$0].rank },
                                   layers: layers, channels: dump.shape.heads(of: kind) * dump.shape.headDim, kind: kind, quantizer: quantizer)

@@ -1,8 +1,9 @@
 // Singular-value summaries from the eigenvalues of a Gram matrix: the spectrum itself and effective ranks.
+import Foundation
 
 /// The singular values of X (from the eigenvalues of XᵀX) and the ranks researchers quote.
 ///
-/// - Energy effective rank at p: the smallest r with Σ_{i≤r} σ_i² ≥ p · Σ_i σ_i².
+/// - Energy effective rank at p: the smallest r with Σ_{i≤r} σ_i² ≥ p · Σ_i σ_i²; 0 for a zero matrix.
 /// - Stable rank: ‖X‖_F² / σ_1² = Σσ_i² / σ_1².
 /// - Entropy effective rank (Roy & Vetterli 2007): exp(−Σ p_i ln p_i) with p_i = σ_i / Σ_j σ_j.
 public struct Spectrum: Sendable, Codable, Equatable {
@@ -29,17 +30,18 @@ public struct Spectrum: Sendable, Codable, Equatable {
         return singularValues.count
     }
 
-    public var stableRank: Double {
-        guard let first = singularValues.first, first > 0 else { return 0 }
+    /// Nil for a zero matrix (0/0).
+    public var stableRank: Double? {
+        guard let first = singularValues.first, first > 0 else { return nil }
         return energy / (first * first)
     }
 
-    public var entropyRank: Double {
+    /// Nil for a zero matrix (no distribution to take the entropy of).
+    public var entropyRank: Double? {
         let total = singularValues.reduce(0, +)
-        guard total > 0 else { return 0 }
+        guard total > 0 else { return nil }
         let h = singularValues.reduce(0.0) { acc, s in s > 0 ? acc - (s / total) * log(s / total) : acc }
         return exp(h)
     }
 }
 
-import Foundation

@@ -24,10 +24,11 @@ public enum StateFit {
         let grams = Dictionary(uniqueKeysWithValues: kinds.map { ($0, state.kinds[$0]!.gram) })
         let fitted = try ProjectionFitter.fit(grams: grams, groups: groups, heads: heads, headDim: source.headDim, options: options)
         // Errors of every projection at `ranks`, priced from the same Grams.
+        let groupPosition = Dictionary(uniqueKeysWithValues: groups.enumerated().map { ($1, $0) })
         func errors(_ ranks: [Int]) -> ReconstructionErrors {
             var result = ReconstructionErrors()
             for (p, rank) in zip(fitted.projections, ranks) {
-                let g = groups.firstIndex(of: p.layers)!
+                let g = groupPosition[p.layers]!
                 let squared = GramErrorEstimate.errorSquared(p, ranks: [rank], gram: grams[p.kind]![g], channelsPerLayer: heads[p.kind]! * source.headDim)[0]
                 result.errorSquared[p.kind, default: [:]][p.layers[0], default: 0] += squared[0]
             }
@@ -42,7 +43,7 @@ public enum StateFit {
         let runs = TokenRuns(lengths: source.sequenceLengths)
         let ratio = LowRankFit.memoryRatio(fitted.projections, ranks: fitted.ranks, runs: runs, options: options, channels: heads,
                                            headDim: source.headDim, layers: state.layers.count)
-        let names = fitted.projections.map { LowRankFit.name(of: $0, options: options, groups: groups) }
+        let names = LowRankFit.names(of: fitted.projections, options: options, groups: groups)
         let report = FitReport(
             kvstatVersion: version, command: command, method: options.method.rawValue, options: options,
             source: .init(path: path, sha256: nil, tokens: source.tokens),
@@ -63,7 +64,7 @@ public enum StateFit {
                                                                    channels: heads, headDim: source.headDim, layers: state.layers.count),
                                fitError: errors(fitted.ladderRanks[q]!).overall(), heldOutError: nil, ranks: fitted.ladderRanks[q]!)
             } : nil,
-            sweep: nil, notes: fitted.notes)
+            sweep: nil, notes: fitted.notes + errors(fitted.ranks).undefinedNotes())
         return LowRankFitResult(projections: fitted.projections, report: report)
     }
 

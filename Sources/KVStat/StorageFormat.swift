@@ -14,11 +14,19 @@ public enum StorageFormat: String, Sendable, Codable {
         }
     }
 
-    /// The format of `dataset`: its HDF5 float type, or bfloat16 when it stores 16-bit integers and the
-    /// dataset or file carries `dtype = "bfloat16"`.
+    /// The format of `dataset`: its HDF5 float type (a 16-bit float type laid out as bfloat16 is bfloat16),
+    /// or bfloat16 when it stores 16-bit integers and the dataset or file carries `dtype = "bfloat16"`.
     static func of(_ dataset: HDF5Dataset, fileDtype: String?) throws -> StorageFormat {
         switch dataset.element {
-        case .float(16): return .float16
+        case .float(16):
+            // HDF5 float types carry their bit layout: IEEE half, or bfloat16 declared as a float type.
+            if let fields = dataset.floatFields, fields.isBFloat16 { return .bfloat16 }
+            if let fields = dataset.floatFields, !fields.isIEEEHalf {
+                let message = "stores a 16-bit float type that is neither IEEE half nor bfloat16 (exponent "
+                    + "\(fields.exponentSize) bits, mantissa \(fields.mantissaSize) bits, bias \(fields.exponentBias))"
+                throw DumpError(.badData, message, dataset: dataset.path)
+            }
+            return .float16
         case .float(32): return .float32
         case .float(64): return .float64
         case .integer(16, _):

@@ -17,8 +17,9 @@ public final class TensorReader {
     let format: StorageFormat
     private let scratch: ReadScratch
 
-    /// Opens the tensor. Readers that are used one at a time (one per layer, say) can share `scratch`, so
-    /// memory is one block's worth of conversion buffers however many readers are open.
+    /// Opens the tensor of the layer numbered `layer` in the file (one of `dump.layerNumbers`: `layer_05` is
+    /// 5). Readers that are used one at a time (one per layer, say) can share `scratch`, so memory is one
+    /// block's worth of conversion buffers however many readers are open.
     public init(dump: Dump, layer: Int, kind: TensorKind, scratch: ReadScratch = ReadScratch()) throws(DumpError) {
         self.scratch = scratch
         self.dump = dump

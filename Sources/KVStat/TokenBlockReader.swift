@@ -23,38 +23,100 @@ public struct TokenBlock {
 
 /// How a dump's valid tokens are cut into blocks: the same for every layer and kind, so blocks of
 /// different layers hold the same tokens row for row (what cross-layer statistics rely on).
+///
+/// Blocks are packed greedily: runs are cut into pieces of at most `blockTokens` tokens, and consecutive
+/// pieces share a block while they fit. The plan is kept as segments — one packed block, or a stretch of
+/// full blocks inside one long run — so its memory grows with the number of runs, not with
+/// tokens ÷ `blockTokens` (a dump declaring 2⁴⁰ tokens read with `--block-tokens 1` costs a few segments).
 public struct BlockPlan: Sendable {
-    /// Token runs cut to at most `blockTokens` tokens.
-    public let pieces: [TokenRun]
-    /// Each block's range of `pieces`.
-    public let blocks: [Range<Int>]
+    /// Rows of the largest block: the requested size clipped to the planned tokens (at least 1), so buffers
+    /// sized from it never exceed the data.
     public let blockTokens: Int
+    /// Block indices, `0 ..< count`.
+    public let blocks: Range<Int>
+    private let segments: [Segment]
+    /// `segments[i]`'s first block index, ascending.
+    private let segmentStarts: [Int]
 
-    public init(runs: TokenRuns, blockTokens: Int) {
-        precondition(blockTokens > 0, "blockTokens must be positive")
-        self.blockTokens = blockTokens
-        pieces = runs.split(maxCount: blockTokens)
-        var blocks: [Range<Int>] = []
-        var index = 0
-        while index < pieces.count {
-            let first = index
-            var rows = 0
-            while index < pieces.count && rows + pieces[index].count <= blockTokens {
-                rows += pieces[index].count
-                index += 1
-            }
-            blocks.append(first..<index)
+    private enum Segment: Sendable {
+        /// One block of several pieces (each a run or the remainder of one).
+        case packed([TokenRun])
+        /// `run.count / blockTokens` full blocks, block j holding tokens `run.start + j·blockTokens` onwards.
+        case full(TokenRun)
+    }
+
+    public init(runs: TokenRuns, blockTokens requested: Int) {
+        precondition(requested > 0, "blockTokens must be positive")
+        let size = min(requested, max(runs.totalTokens, 1))
+        blockTokens = size
+        var segments: [Segment] = [], starts: [Int] = []
+        var blockCount = 0
+        var current: [TokenRun] = [], rows = 0
+        func close() {
+            guard !current.isEmpty else { return }
+            segments.append(.packed(current))
+            starts.append(blockCount)
+            blockCount += 1
+            current = []
+            rows = 0
         }
-        self.blocks = blocks
+        for run in runs.runs {
+            var offset = 0
+            while offset < run.count {
+                let remaining = run.count - offset
+                if remaining >= size {
+                    // Full pieces never share a block: close the open one, then one segment for all of them.
+                    close()
+                    let full = remaining / size
+                    let stretch = TokenRun(sequence: run.sequence, start: run.start + offset, count: full * size)
+                    segments.append(.full(stretch))
+                    starts.append(blockCount)
+                    blockCount += full
+                    offset += full * size
+                    continue
+                }
+                if rows + remaining > size { close() }
+                current.append(TokenRun(sequence: run.sequence, start: run.start + offset, count: remaining))
+                rows += remaining
+                offset = run.count
+            }
+        }
+        close()
+        self.segments = segments
+        segmentStarts = starts
+        blocks = 0..<blockCount
+    }
+
+    /// The token runs block `index` holds, in row order.
+    public func pieces(of index: Int) -> ArraySlice<TokenRun> {
+        precondition(blocks.contains(index), "block index out of range")
+        var low = 0, high = segmentStarts.count - 1
+        while low < high {  // the last segment starting at or before `index`
+            let mid = (low + high + 1) / 2
+            if segmentStarts[mid] <= index { low = mid } else { high = mid - 1 }
+        }
+        switch segments[low] {
+        case .packed(let pieces):
+            return pieces[...]
+        case .full(let run):
+            let j = index - segmentStarts[low]
+            return [TokenRun(sequence: run.sequence, start: run.start + j * blockTokens, count: blockTokens)][...]
+        }
     }
 
     /// Reads block `index` of `reader`'s tensor into `buffer` (resized as needed), zeroes rows holding
     /// non-finite values, and returns the block.
     public func read(_ index: Int, from reader: TensorReader, into buffer: inout [Float], _ body: (TokenBlock) throws -> Void) throws {
         let columns = reader.heads * reader.headDim
-        if buffer.count < blockTokens * columns { buffer = [Float](repeating: 0, count: blockTokens * columns) }
+        let size = blockTokens.multipliedReportingOverflow(by: columns)
+        guard !size.overflow else {
+            throw DumpError(.tooLarge, "a block of \(blockTokens) tokens × \(columns) channels does not fit in memory; "
+                            + "use a smaller --block-tokens", file: reader.dump.path)
+        }
+        if buffer.count < size.partialValue { buffer = [Float](repeating: 0, count: size.partialValue) }
+        let pieces = pieces(of: index)
         var rows = 0
-        for piece in pieces[blocks[index]] {
+        for piece in pieces {
             try buffer.withUnsafeMutableBufferPointer { out throws(DumpError) in
                 try reader.read(sequence: piece.sequence, start: piece.start, count: piece.count, into: out, row: rows)
             }
@@ -75,7 +137,7 @@ public struct BlockPlan: Sendable {
         }
         try buffer.withUnsafeBufferPointer { values in
             try body(TokenBlock(rows: rows, columns: columns, values: UnsafeBufferPointer(rebasing: values[0..<(rows * columns)]),
-                                runs: pieces[blocks[index]], excludedRows: excluded, nonFiniteValues: nonFinite))
+                                runs: pieces, excludedRows: excluded, nonFiniteValues: nonFinite))
         }
     }
 }
@@ -94,7 +156,7 @@ extension BlockPlan {
                 excluded.formUnion(block.excludedRows)
             }
         }
-        return (rows, pieces[blocks[index]], excluded)
+        return (rows, pieces(of: index), excluded)
     }
 }
 

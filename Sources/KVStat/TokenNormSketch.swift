@@ -1,12 +1,17 @@
 // Per-token L2 norms in bounded memory: a log-spaced histogram (for the median) and the largest norms with
 // their positions (attention sinks / massive activations).
 import Foundation
+import KVNumerics
 
 /// A mergeable sketch of the distribution of per-token norms ‖x_t‖₂.
 ///
-/// The histogram has `binsPerOctave` bins per factor of two, so the median is known to within
-/// 2^(1/64) ≈ 1.1 %; the `capacity` largest norms are kept exactly with their (sequence, token) positions.
-/// Rows excluded for non-finite values (all zero) are not counted.
+/// The histogram has `binsPerOctave` bins per factor of two over norms 2⁻¹⁶⁰ … 2¹⁶⁰ (every norm a float32
+/// row can have), so the median is known to within 2^(1/64) ≈ 1.1 %; it is sparse (only occupied bins are
+/// stored), so its size grows with the spread of the norms, not with the range. The `capacity` largest norms
+/// are kept exactly with their (sequence, token) positions. Norms are formed in float32 from a row rescaled
+/// by a power of two when its squares would leave float32's range (`PowerOfTwoScale`), then scaled back in
+/// float64. Rows that are all zero — including rows excluded for non-finite values — are not counted.
+/// Merge rule: add the histograms and counts, keep the largest `capacity` entries.
 public struct TokenNormSketch: Accumulator {
     public struct Entry: Sendable, Codable, Equatable {
         public var sequence: Int
@@ -15,10 +20,12 @@ public struct TokenNormSketch: Accumulator {
     }
 
     static let binsPerOctave = 64.0
-    static let minExponent = -64.0
-    static let octaves = 128
+    static let minExponent = -160.0
+    static let octaves = 320
+    static var binCount: Int { octaves * Int(binsPerOctave) }
 
-    public internal(set) var histogram: [Int]
+    /// Occupied histogram bins → tokens in them.
+    public internal(set) var histogram: [Int: Int] = [:]
     public internal(set) var count = 0
     /// The largest norms seen, descending.
     public internal(set) var largest: [Entry] = []
@@ -26,12 +33,12 @@ public struct TokenNormSketch: Accumulator {
 
     public init(capacity: Int = 64) {
         self.capacity = capacity
-        histogram = [Int](repeating: 0, count: TokenNormSketch.octaves * Int(TokenNormSketch.binsPerOctave))
     }
 
     static func bin(_ norm: Double) -> Int {
+        guard norm > 0, norm.isFinite else { return norm > 0 ? binCount - 1 : 0 }
         let position = (log2(norm) - minExponent) * binsPerOctave
-        return min(max(Int(position), 0), octaves * Int(binsPerOctave) - 1)
+        return Int(min(max(position, 0), Double(binCount - 1)))
     }
 
     public mutating func fold(_ block: TokenBlock) {
@@ -39,9 +46,13 @@ public struct TokenNormSketch: Accumulator {
         var row = 0
         for run in block.runs {
             for i in 0..<run.count {
+                // Each row rescaled by its own power of two, so a tiny row next to a huge one keeps its norm.
+                let values = UnsafeBufferPointer(rebasing: block.values[((row + i) * c)..<((row + i + 1) * c)])
+                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(values))
+                let factor = scale.factor
                 var s: Float = 0
-                for j in 0..<c { let x = block.values[(row + i) * c + j]; s += x * x }
-                let norm = Double(s).squareRoot()
+                for x in values { let y = x * factor; s += y * y }
+                let norm = Double(s).squareRoot() * scale.undo(power: 1)
                 if norm > 0 { add(Entry(sequence: run.sequence, token: run.start + i, norm: norm)) }
             }
             row += run.count
@@ -49,7 +60,7 @@ public struct TokenNormSketch: Accumulator {
     }
 
     mutating func add(_ entry: Entry) {
-        histogram[TokenNormSketch.bin(entry.norm)] += 1
+        histogram[TokenNormSketch.bin(entry.norm), default: 0] += 1
         count += 1
         if largest.count < capacity || entry.norm > largest[largest.count - 1].norm {
             let index = largest.firstIndex { $0.norm < entry.norm } ?? largest.count
@@ -59,31 +70,33 @@ public struct TokenNormSketch: Accumulator {
     }
 
     public mutating func merge(_ other: TokenNormSketch) {
-        for i in histogram.indices { histogram[i] += other.histogram[i] }
+        histogram.merge(other.histogram, uniquingKeysWith: +)
         count += other.count
         largest = Array((largest + other.largest).sorted { $0.norm > $1.norm }.prefix(capacity))
     }
 
-    /// The median norm, as the geometric centre of the histogram bin holding it.
-    public var median: Double {
-        guard count > 0 else { return 0 }
+    /// The median norm, as the geometric centre of the histogram bin holding it; nil when no token has a
+    /// non-zero norm.
+    public var median: Double? {
+        guard count > 0 else { return nil }
         var seen = 0
-        for (i, n) in histogram.enumerated() {
-            seen += n
+        for bin in histogram.keys.sorted() {
+            seen += histogram[bin]!
             if 2 * seen >= count {
-                return exp2((Double(i) + 0.5) / TokenNormSketch.binsPerOctave + TokenNormSketch.minExponent)
+                return exp2((Double(bin) + 0.5) / TokenNormSketch.binsPerOctave + TokenNormSketch.minExponent)
             }
         }
-        return 0
+        return nil
     }
 
     /// Tokens whose norm exceeds `factor` × the median (at most `capacity` of them), and how many exceed it
-    /// in all (from the histogram, exact to the bin).
+    /// in all (from the histogram, exact to the bin). None when there is no median.
     public func sinks(factor: Double) -> (entries: [Entry], count: Int) {
+        guard let median else { return ([], 0) }
         let threshold = factor * median
         let entries = largest.filter { $0.norm > threshold }
-        let binned = histogram[(TokenNormSketch.bin(threshold) + 1)...].reduce(0, +)
+        let edge = TokenNormSketch.bin(threshold)
+        let binned = histogram.reduce(0) { $0 + ($1.key > edge ? $1.value : 0) }
         return (entries, max(entries.count, binned))
     }
-
 }

@@ -6,9 +6,10 @@ import KVStat
 
 enum AnalysisOutputs {
     /// Writes every output file of `report` into `directory`, each atomically.
-    static func write(_ report: StatsReport, to directory: String, quiet: Bool) throws {
+    /// Marks the folder as written by `command` when given (see OutputGuard.checkFolder).
+    static func write(_ report: StatsReport, to directory: String, quiet: Bool, marking command: String?) throws {
         let files = try AnalysisFiles.render(report)
-        try OutputDirectory.write(files, to: directory)
+        try OutputDirectory.write(files, to: directory, marking: command)
         if !quiet {
             FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, report.html, summary.md and \(files.count - 3) CSV files\n".utf8))
         }

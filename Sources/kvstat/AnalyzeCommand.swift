@@ -9,7 +9,7 @@ struct AnalyzeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "analyze",
         abstract: "Compute spectra, cross-layer similarity, outliers and DCT energy of a dump (one streaming pass).",
-        discussion: "Writes stats.json (schema kvstat.stats/1), layers.csv, spectra.csv, similarity.csv, channels.csv, frequency.csv and summary.md. Definitions: docs/statistics.md.")
+        discussion: "Writes stats.json (schema kvstat.stats/2), layers.csv, spectra.csv, similarity.csv, channels.csv, frequency.csv and summary.md. Definitions: docs/statistics.md.")
 
     @OptionGroup var options: DumpOptions
 
@@ -19,10 +19,10 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Comma-separated sections: spectra, similarity, outliers, frequency.", valueName: "list"))
     var only: String?
 
-    @Option(help: ArgumentHelp("Layers to analyse, e.g. 0-7,12.", valueName: "list"))
+    @Option(help: ArgumentHelp("Layers to analyse, e.g. 0-7,12 (layer numbers as the file names them; each must exist).", valueName: "list"))
     var layers: String?
 
-    @Option(help: ArgumentHelp("Sequences (batch rows) to analyse, e.g. 0-3 (default: all).", valueName: "list"))
+    @Option(help: ArgumentHelp("Sequences (batch rows) to analyse, e.g. 0-3 (default: all; each must exist).", valueName: "list"))
     var sequences: String?
 
     @Option(help: ArgumentHelp("Token positions to analyse in every sequence, START:END (end exclusive; either may be omitted).", valueName: "range"))
@@ -34,19 +34,19 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Column-centre each layer's matrix before the SVD (spectra and subspace alignment).")
     var center = false
 
-    @Option(help: "Rank r of the subspace alignments.")
+    @Option(help: "Rank r ≥ 1 of the subspace alignments (clipped to the channels).")
     var alignRank = 32
 
-    @Option(help: "Outlier threshold: channels (max |x|) and tokens (norm) above F × the median.")
+    @Option(help: "Outlier threshold F, a finite number > 0: channels (max |x|) and tokens (norm) above F × the median.")
     var outlierFactor = 6.0
 
-    @Option(help: ArgumentHelp("DCT window in tokens (default: each sequence whole).", valueName: "n"))
+    @Option(help: ArgumentHelp("DCT window in tokens, ≥ 2, clipped to each sequence (default: each sequence whole).", valueName: "n"))
     var dctWindow: Int?
 
-    @Flag(help: "Cross-layer statistics for every layer pair, not only adjacent ones (memory: L²/2 × channels² × 8 bytes).")
+    @Flag(help: "Cross-layer statistics for every layer pair, not only adjacent ones (memory: L²/2 × channels² × 8 bytes; a run that would not fit in memory is refused up front, exit 69).")
     var allPairs = false
 
-    @Option(help: "BLAS threads (default: OpenBLAS's own choice, all cores).")
+    @Option(help: "BLAS threads, 1…1024 (default: OpenBLAS's own choice, all cores).")
     var threads: Int?
 
     @Flag(help: "No progress on stderr.")
@@ -58,11 +58,17 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, with GFLOP/s for the BLAS stages.")
     var timings = false
 
+    @Flag(help: """
+        Write into an -o folder holding files kvstat did not write, and replace a --save-state file that is not a \
+        kvstat state file (never an input).
+        """)
+    var force = false
+
     func validate() throws {
-        guard alignRank > 0 else { throw ValidationError("--align-rank must be positive") }
-        guard outlierFactor > 0 else { throw ValidationError("--outlier-factor must be positive") }
-        if let dctWindow, dctWindow < 2 { throw ValidationError("--dct-window must be at least 2") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try OptionBounds.check(alignRank, "--align-rank", in: 1...Int.max)
+        try OptionBounds.check(outlierFactor, "--outlier-factor", above: 0)
+        if let dctWindow { try OptionBounds.check(dctWindow, "--dct-window", in: 2...Int.max) }
+        if let threads { try OptionBounds.check(threads, "--threads", in: 1...1024) }
         _ = try parsedSections()
         if let layers { _ = try LayerList.parse(layers) }
         if let sequences { _ = try LayerList.parse(sequences, option: "--sequences") }
@@ -84,51 +90,36 @@ struct AnalyzeCommand: ParsableCommand {
     func run() throws {
         if let threads { BLAS.setThreads(threads) }
         try reportingErrors(json: logJSON) {
+            let directory = output
+                ?? "kvstat-out/" + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent
+            let markFolder = try checkOutputs(directory)  // exit 73 before any work
             let dump = try options.open()
             var analysis = AnalysisOptions()
             analysis.sections = try parsedSections()
-            analysis.layers = try layers.map { try LayerList.parse($0) }
+            analysis.layers = try layers.map {
+                try LayerList.resolve($0, option: "--layers", noun: "layers", in: dump.layerNumbers, file: dump.path)
+            }
             analysis.center = center
             analysis.alignRank = alignRank
             analysis.outlierFactor = outlierFactor
             analysis.dctWindow = dctWindow
             analysis.blockTokens = options.blockTokens
             analysis.pairs = allPairs ? .all : .adjacent
-            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: dump.path).deletingPathExtension().lastPathComponent
-            analysis.sequences = try sequences.map { try LayerList.parse($0, option: "--sequences") }
+            analysis.sequences = try sequences.map {
+                try LayerList.resolve($0, option: "--sequences", noun: "sequences", in: 0..<dump.shape.sequences, file: dump.path)
+            }
             analysis.tokenRange = try tokens.map { try TokenRangeOption.parse($0) }
             let progress = ProgressLine(quiet: quiet, json: logJSON)
             let clock = StageTimings()
             let state = try Analyzer.accumulate(dump, options: analysis, timings: clock, progress: progress.update)
             progress.finish()
+            try dump.checkUnchanged()  // exit 75, before anything is written
             if let saveState { try AnalysisStateFile.save(state, to: saveState, version: KVStatVersion.current) }
             let report = try StatsFinisher.finish(state, version: KVStatVersion.current, timings: clock)
-            try AnalysisOutputs.write(report, to: directory, quiet: quiet || logJSON)
+            try AnalysisOutputs.write(report, to: directory, quiet: quiet || logJSON,
+                                      marking: markFolder ? "analyze" : nil)
             progress.finish(output: directory)
             if timings { FileHandle.standardError.write(Data(clock.lines.map { "kvstat: timing \($0)\n" }.joined().utf8)) }
         }
-    }
-}
-
-/// Parses `--layers` / `--sequences` values (`0-7,12`) for the command line.
-enum LayerList {
-    static func parse(_ text: String, option: String = "--layers") throws -> [Int] {
-        guard let numbers = IndexList.parse(text) else {
-            throw ValidationError("\(option): cannot read '\(text)'; use e.g. 0-7,12")
-        }
-        return numbers
-    }
-}
-
-/// Parses `--tokens START:END`.
-enum TokenRangeOption {
-    static func parse(_ text: String) throws -> Range<Int> {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        let lower = parts.count == 2 ? (parts[0].isEmpty ? 0 : Int(parts[0])) : nil
-        let upper = parts.count == 2 ? (parts[1].isEmpty ? Int.max : Int(parts[1])) : nil
-        guard let lower, let upper, lower >= 0, lower < upper else {
-            throw ValidationError("--tokens: cannot read '\(text)'; use START:END with START < END, e.g. 0:4096 or 4096:")
-        }
-        return lower..<upper
     }
 }

@@ -20,7 +20,7 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Output folder: OUT/<id>/ per dump, OUT/corpus/, OUT/ledger.sqlite.", valueName: "out"))
     var output: String
 
-    @Option(help: "Dumps processed at once; BLAS threads per dump = cores ÷ jobs.")
+    @Option(help: "Dumps processed at once, 1…256; BLAS threads per dump = cores ÷ jobs.")
     var jobs = 1
 
     @Option(help: ArgumentHelp("Process only shard i of n of the sorted inputs (Slurm array / Kubernetes indexed job).", valueName: "i/n"))
@@ -38,9 +38,14 @@ struct BatchCommand: ParsableCommand {
     @Flag(help: "Only the summary's exit code: no messages on stderr.")
     var quiet = false
 
+    @Flag(help: "Use an OUT folder that holds files kvstat did not write (OUT itself is never read as input).")
+    var force = false
+
     func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        try OptionBounds.check(jobs, "--jobs", in: 1...256)
         _ = try parsedShard()
+        try BatchPassThrough.checkAnalyze(analyzeArguments)
+        if let fit { try BatchPassThrough.checkFit(fit.split(whereSeparator: \.isWhitespace).map(String.init)) }
     }
 
     func parsedShard() throws -> (index: Int, count: Int)? {
@@ -61,11 +66,12 @@ struct BatchCommand: ParsableCommand {
         options.fitArguments = fit.map { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
         options.logJSON = logJSON
         options.quiet = quiet
+        options.force = force
         do {
             let summary = try BatchRunner(options).run()
             if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
         } catch let error as BatchError {
-            throw failing(with: error.message, code: 1, json: logJSON, command: "kvstat batch")
+            throw failing(with: error.message, code: error.exitCode, json: logJSON, command: "kvstat batch")
         }
     }
 }

@@ -9,11 +9,11 @@ struct DumpOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Layout description (JSON or YAML) for dumps kvstat does not detect.", valueName: "file"))
     var layout: String?
 
-    @Option(name: .long, help: "Token rows per streamed block (memory is one block per tensor being read).")
+    @Option(name: .long, help: "Token rows per streamed block, ≥ 1; larger values are clipped to the valid tokens read (memory is one block per tensor being read, checked against the machine's before reading).")
     var blockTokens: Int = TokenBlockReader.defaultBlockTokens
 
     func validate() throws {
-        guard blockTokens > 0 else { throw ValidationError("--block-tokens must be positive") }
+        try OptionBounds.check(blockTokens, "--block-tokens", in: 1...Int.max)
     }
 
     /// Opens and validates the dump.

@@ -20,11 +20,8 @@ struct EvalCommand: ParsableCommand {
         try reportingErrors {
             let (projections, manifest) = try FitArtifacts.load(artifact + "/projections.h5")
             let dump = try options.open()
-            for p in projections {
-                for layer in p.layers where layer >= dump.shape.layers || dump.shape.heads(of: p.kind) * dump.shape.headDim < p.channels.upperBound {
-                    throw DumpError(.badData, "does not match the artifact: projection for layer \(layer), channels \(p.channels) of \(p.kind.rawValue)", file: dump.path)
-                }
-            }
+            // The dump must be of the model the projections were fitted on (exit 65, naming both).
+            try FitModel.check(projections, report: manifest, artifact: artifact + "/projections.h5", against: dump)
             var settings = ReconstructionSettings()
             settings.blockTokens = options.blockTokens
             if manifest.options.method == .cskv {
@@ -36,6 +33,7 @@ struct EvalCommand: ParsableCommand {
                                                              ranks: manifest.units.map(\.rank), settings: settings)
             let kinds = Set(projections.map(\.kind)).sorted()
             let result = LowRankFit.errors(errors, layers: manifest.layers, kinds: kinds, tokens: dump.shape.tokens)
+            try dump.checkUnchanged()  // exit 75, before anything is printed
             print(try JSONText.encode(result))
         }
     }

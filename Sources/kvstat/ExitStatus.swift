@@ -39,5 +39,8 @@ func exitCode(for category: DumpError.Category) -> Int32 {
     case .cannotOpen: return 66  // EX_NOINPUT
     case .notReadable, .badLayout, .badData, .unavailableFilter: return 65  // EX_DATAERR
     case .cannotWrite: return 73  // EX_CANTCREAT
+    case .usage: return 64  // EX_USAGE
+    case .tooLarge: return 69  // EX_UNAVAILABLE
+    case .changedDuringRun: return 75  // EX_TEMPFAIL
     }
 }

@@ -19,43 +19,43 @@ struct FitLowrankCommand: ParsableCommand {
     @Option(help: ArgumentHelp("pca: one projection per layer, head or group of N heads (layer, head, group:N).", valueName: "g"))
     var granularity: String = "layer"
 
-    @Option(help: "The same rank for every projection (xkv: per group of layers).")
+    @Option(help: "The same rank r ≥ 1 for every projection (xkv: per group of layers), clipped to each projection's dimension.")
     var rank: Int?
 
-    @Option(help: "Stored floats per token ÷ original floats per token (projection matrices are a fixed cost, reported apart).")
+    @Option(help: "Stored floats per token ÷ original floats per token, in (0, 1] (projection matrices are a fixed cost, reported apart).")
     var keepRatio: Double?
 
-    @Option(help: "Per projection, the smallest rank reaching this fraction of the energy.")
+    @Option(help: "Per projection, the smallest rank reaching this fraction of the energy, in (0, 1].")
     var energy: Double?
 
-    @Option(help: "1 / keep ratio.")
+    @Option(help: "1 / keep ratio: a finite number ≥ 1.")
     var compression: Double?
 
     @Flag(help: "Column-centre before fitting and store the mean.")
     var center = false
 
-    @Option(help: "xkv: adjacent layers per group.")
+    @Option(help: "xkv: adjacent layers per group, 1…65536 (memory: (group × channels)² × 8 bytes per Gram).")
     var groupSize = 4
 
-    @Option(help: "cskv: most recent tokens of each sequence kept in full precision.")
+    @Option(help: "cskv: most recent tokens of each sequence kept in full precision (≥ 0).")
     var window = 128
 
     @Option(help: "cskv: quantize latents (none, int8, int4), group-wise asymmetric.")
     var quant: String = "none"
 
-    @Option(help: "cskv: values per quantization group.")
+    @Option(help: "cskv: values per quantization group, 1…65536.")
     var quantGroup = 32
 
-    @Option(help: "Hold out the last fraction h of sequences (of tokens for one sequence) for evaluation.")
+    @Option(help: "Hold out the last fraction h in [0, 1) of sequences (of tokens for one sequence) for evaluation.")
     var holdout = 0.0
 
     @Option(name: .customLong("eval"), help: ArgumentHelp("Also evaluate on another dump of the same model.", valueName: "dump"))
     var evalDump: String?
 
-    @Option(help: ArgumentHelp("Layers to fit, e.g. 0-7,12.", valueName: "list"))
+    @Option(help: ArgumentHelp("Layers to fit, e.g. 0-7,12 (layer numbers as the file names them; each must exist).", valueName: "list"))
     var layers: String?
 
-    @Option(help: "Query positions per sequence sampled for attention-level errors (dumps with queries; 0: none).")
+    @Option(help: "Query positions per sequence sampled for attention-level errors, 0…1000000 (dumps with queries; 0: none).")
     var attentionQueries = 64
 
     @Flag(inversion: .prefixedNo, help: "Causal mask for attention-level errors (keys after a query are masked).")
@@ -64,7 +64,7 @@ struct FitLowrankCommand: ParsableCommand {
     @Flag(help: "Every method over the ladder of keep ratios: the error-versus-memory curve (sweep.csv).")
     var sweep = false
 
-    @Option(help: ArgumentHelp("Keep ratios of the matryoshka ladder and of --sweep.", valueName: "list"))
+    @Option(help: ArgumentHelp("Keep ratios of the matryoshka ladder and of --sweep: 1…64 numbers in (0, 1].", valueName: "list"))
     var ladder: String = "0.125,0.25,0.375,0.5,0.75"
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Output directory (default: kvstat-out/<dump name>-<method>).", valueName: "dir"))
@@ -76,11 +76,17 @@ struct FitLowrankCommand: ParsableCommand {
     @Flag(help: "Progress, completion and errors as one JSON object per line on stderr (for schedulers).")
     var logJSON = false
 
+    @Flag(help: "Write into an -o folder holding files kvstat did not write (never over an input).")
+    var force = false
+
+    /// Upper bounds of options whose size has no natural limit (each far beyond any model).
+    static let maxGroupSize = 65_536, maxQuantGroup = 65_536, maxLadderRungs = 64, maxAttentionQueries = 1_000_000
+
     func validate() throws {
         _ = try fitOptions()
     }
 
-    /// The options as KVStat takes them, checked.
+    /// The options as KVStat takes them, checked; `layers` is left nil (run() matches --layers against the dump).
     func fitOptions() throws -> FitOptions {
         var o = FitOptions()
         guard let m = FitMethod(rawValue: method) else { throw ValidationError("--method: choose pca, xkv, matryoshka or cskv (got '\(method)')") }
@@ -90,36 +96,39 @@ struct FitLowrankCommand: ParsableCommand {
         let budgets = [rank != nil, keepRatio != nil, energy != nil, compression != nil].filter { $0 }.count
         guard budgets <= 1 else { throw ValidationError("give at most one of --rank, --keep-ratio, --energy, --compression") }
         if let rank {
-            guard rank > 0 else { throw ValidationError("--rank must be positive") }
+            try OptionBounds.check(rank, "--rank", in: 1...Int.max)
             o.budget = .rank(rank)
         } else if let keepRatio {
-            guard keepRatio > 0 && keepRatio <= 1 else { throw ValidationError("--keep-ratio must be in (0, 1]") }
+            try OptionBounds.check(keepRatio, "--keep-ratio", above: 0, upTo: 1)
             o.budget = .keepRatio(keepRatio)
         } else if let energy {
-            guard energy > 0 && energy <= 1 else { throw ValidationError("--energy must be in (0, 1]") }
+            try OptionBounds.check(energy, "--energy", above: 0, upTo: 1)
             o.budget = .energy(energy)
         } else if let compression {
-            guard compression >= 1 else { throw ValidationError("--compression must be at least 1") }
+            try OptionBounds.check(compression, "--compression", above: 1, orEqual: true)
             o.budget = .keepRatio(1 / compression)
         }
         o.center = center
-        guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
+        try OptionBounds.check(groupSize, "--group-size", in: 1...FitLowrankCommand.maxGroupSize)
         o.groupSize = groupSize
-        guard window >= 0 else { throw ValidationError("--window must not be negative") }
+        try OptionBounds.check(window, "--window", in: 0...Int.max)
         o.window = window
         guard let q = LatentQuantization(rawValue: quant) else { throw ValidationError("--quant: choose none, int8 or int4 (got '\(quant)')") }
         o.quantization = q
-        guard quantGroup > 0 else { throw ValidationError("--quant-group must be positive") }
+        try OptionBounds.check(quantGroup, "--quant-group", in: 1...FitLowrankCommand.maxQuantGroup)
         o.quantGroup = quantGroup
-        guard holdout >= 0 && holdout < 1 else { throw ValidationError("--holdout must be in [0, 1)") }
+        try OptionBounds.check(holdout, "--holdout", above: 0, orEqual: true, upTo: 1, orEqualUpper: false)
         o.holdout = holdout
-        o.layers = try layers.map { try LayerList.parse($0) }
-        let rungs = ladder.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !rungs.isEmpty, rungs.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1 }) else {
-            throw ValidationError("--ladder: comma-separated keep ratios in (0, 1], e.g. 0.125,0.25,0.5")
+        // Checked here; the numbers are matched against the dump's (or state's) layers once it is open, in run().
+        if let layers { _ = try LayerList.parse(layers) }
+        let rungs = ladder.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        // NaN fails both comparisons, so `$0 > 0 && $0 <= 1` refuses it; ±inf fails one of them.
+        guard (1...FitLowrankCommand.maxLadderRungs).contains(rungs.count),
+              rungs.allSatisfy({ $0.map { $0.isFinite && $0 > 0 && $0 <= 1 } ?? false }) else {
+            throw ValidationError("--ladder: 1…\(FitLowrankCommand.maxLadderRungs) comma-separated keep ratios, each a finite number in (0, 1], e.g. 0.125,0.25,0.5 (got '\(ladder)')")
         }
         o.ladder = rungs.map { $0! }
-        guard attentionQueries >= 0 else { throw ValidationError("--attention-queries must not be negative") }
+        try OptionBounds.check(attentionQueries, "--attention-queries", in: 0...FitLowrankCommand.maxAttentionQueries)
         o.attentionQueries = attentionQueries
         o.causal = causal
         o.blockTokens = options.blockTokens
@@ -128,43 +137,68 @@ struct FitLowrankCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors(json: logJSON) {
-            let fit = try fitOptions()
+            var fit = try fitOptions()
+            let directory = output ?? "kvstat-out/"
+                + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-" + fit.method.rawValue
+            let markFolder = try checkOutputs(directory)  // exit 73 before any work
             let progress = ProgressLine(quiet: quiet, json: logJSON)
             // A state file (a batch corpus, merge --save-state) is fitted from its Grams; anything else is a dump.
             let fromState = AnalysisStateFile.isStateFile(options.dump)
             let result: LowRankFitResult
+            let model: FitModel
+            var opened: [Dump] = []  // dumps read, checked unchanged before anything is written
             if fromState {
                 guard !sweep, evalDump == nil else {
                     throw DumpError(.badData, "--sweep and --eval need a dump, not a state file", file: options.dump)
                 }
-                result = try StateFit.run(try AnalysisStateFile.load(options.dump), path: options.dump, options: fit,
+                let state = try AnalysisStateFile.load(options.dump)
+                model = FitModel(DumpSummary.combining(state.sources))
+                if let layers {
+                    // A state is fitted on all its layers' Grams; naming fewer cannot be honoured.
+                    let named = try LayerList.resolve(layers, option: "--layers", noun: "layers", in: state.layers.sorted(), file: options.dump)
+                    guard named.count == state.layers.count else {
+                        throw DumpError(.usage, "--layers: a state file is fitted on all its layers (\(IndexList.text(state.layers))); fit a dump to choose layers", file: options.dump)
+                    }
+                }
+                result = try StateFit.run(state, path: options.dump, options: fit,
                                           version: KVStatVersion.current, command: CommandLine.arguments)
             } else {
                 let other = try evalDump.map { path throws(DumpError) in try Dump(path: path) }
-                result = try LowRankFit.run(try options.open(), options: fit, evalDump: other, version: KVStatVersion.current,
+                let dump = try options.open()
+                model = FitModel(dump)
+                fit.layers = try layers.map { try LayerList.resolve($0, option: "--layers", noun: "layers", in: dump.layerNumbers, file: dump.path) }
+                opened = [dump] + (other.map { [$0] } ?? [])
+                result = try LowRankFit.run(dump, options: fit, evalDump: other, version: KVStatVersion.current,
                                             command: CommandLine.arguments, progress: progress.update)
             }
             var report = result.report
+            report.model = model  // the model fitted on, for `kvstat eval` to check
             var files: [String: Data] = [:]
             if sweep {
-                let rungs = try LowRankSweep.run(try options.open(), options: fit, progress: progress.update)
+                let dump = try options.open()
+                opened.append(dump)
+                let rungs = try LowRankSweep.run(dump, options: fit, progress: progress.update)
                 report.sweep = rungs
                 files["sweep.csv"] = Data(FitCSV.sweep(rungs).utf8)
             }
             progress.finish()
-            let directory = output ?? "kvstat-out/" + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-" + fit.method.rawValue
             let finished = LowRankFitResult(projections: result.projections, report: report)
             files["projections.safetensors"] = try FitArtifacts.safetensors(finished)
             files["manifest.json"] = Data((try JSONText.encode(report) + "\n").utf8)
             files["fit.csv"] = Data(FitCSV.perLayer(report).utf8)
             files["report.html"] = Data(ReportHTML.render(stats: nil, fits: [report]).utf8)
-            try OutputDirectory.write(files, to: directory)
+            for dump in opened { try dump.checkUnchanged() }  // exit 75, before anything is written
+            // The largest file first: a full disk then fails the run before any other output is replaced.
             try FitArtifacts.writeHDF5(finished, to: directory + "/projections.h5")
+            try OutputDirectory.write(files, to: directory, marking: markFolder ? "fit-lowrank" : nil)
             progress.finish(output: directory)
             if !quiet && !logJSON {
-                let held = report.heldOut.map { String(format: ", held-out error %.4f", $0.overall["all"] ?? 0) } ?? ""
-                FileHandle.standardError.write(Data(String(format: "kvstat: %@ at %.3f of the memory (%.1f×): fit error %.4f%@; wrote %@\n",
-                                                           report.method, report.memoryRatio, report.compression, report.fit.overall["all"] ?? 0, held, directory).utf8))
+                // An undefined error (zero energy) prints as "undefined", never as 0.
+                func error(_ value: Double??) -> String { (value ?? nil).map { String(format: "%.4f", $0) } ?? "undefined (zero energy)" }
+                let held = report.heldOut.map { ", held-out error " + error($0.overall["all"]) } ?? ""
+                let line = String(format: "kvstat: %@ at %.3f of the memory (%.1f×): fit error ", report.method, report.memoryRatio,
+                                  report.compression) + error(report.fit.overall["all"]) + held + "; wrote \(directory)\n"
+                FileHandle.standardError.write(Data(line.utf8))
             }
         }
     }

@@ -22,6 +22,7 @@ struct InspectCommand: ParsableCommand {
             let dump = try options.open()
             let summary = DumpSummary(dump)
             let scan = try readAll ? DumpScan(dump: dump, blockTokens: options.blockTokens) : nil
+            try dump.checkUnchanged()  // exit 75, before anything is printed
             if json {
                 print(try JSONText.encode(InspectJSON(summary: summary, scan: scan)))
             } else {

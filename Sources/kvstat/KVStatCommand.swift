@@ -9,14 +9,49 @@ struct KVStatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvstat",
         abstract: "Statistics and low-rank fits for LLM key/value-cache dumps in HDF5.",
-        discussion: "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output not writable, 70 internal error (docs/exit-codes.md).",
+        discussion: "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output not writable (or it would replace an input or a user's file), 70 internal error (docs/exit-codes.md).",
         version: KVStatVersion.current,
         subcommands: [InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self,
                       ReportCommand.self, BatchCommand.self])
 
+    /// Parses and runs a subcommand. Every failure ends as one stderr line and a documented exit code
+    /// (ArgumentParser's own usage errors included: no "Usage:"/"See --help" lines after them), and the
+    /// process leaves with `_exit` once its outputs are written: no atexit handler (libhdf5's, OpenSSL's) can
+    /// run while a worker thread still holds a file or a digest.
     static func main() {
         dieWithBatchParent()
-        main(nil)
+        _ = kv_install_crash_guard("libhdf5")
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let code: Int32
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            code = 0
+        } catch let exit as ExitCode {
+            code = exit.rawValue  // already reported by `reportingErrors`
+        } catch {
+            code = report(error, arguments: arguments)
+        }
+        fflush(nil)  // every C stream (print's buffered stdout)
+        _exit(code)
+    }
+
+    /// Help and version requests print in full (exit 0); a usage error prints as `kvstat: error: MESSAGE (see
+    /// 'kvstat SUBCOMMAND --help')` on one line, or as a JSON `error` event with --log-json.
+    static func report(_ error: Error, arguments: [String]) -> Int32 {
+        let code = exitCode(for: error).rawValue
+        if code == 0 {
+            print(fullMessage(for: error))
+            return 0
+        }
+        let subcommand = configuration.subcommands.map { $0._commandName }.first { arguments.first == $0 }
+        let message = message(for: error).split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: "; ")
+        let hint = "see 'kvstat \(subcommand.map { $0 + " " } ?? "")--help'"
+        // JSON when --log-json is one of kvstat's own options (not the value of batch's --fit).
+        let json = arguments.indices.contains { arguments[$0] == "--log-json" && ($0 == 0 || arguments[$0 - 1] != "--fit") }
+        _ = failing(with: "\(message) (\(hint))", code: code, json: json)
+        return code
     }
 
     /// A batch child (KVSTAT_DIE_WITH_PARENT = the batch's pid) asks the kernel to kill it when the batch

@@ -22,23 +22,41 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "No messages on stderr.")
     var quiet = false
 
+    @Flag(help: """
+        Write into an -o folder holding files kvstat did not write, and replace a --save-state file that is not a \
+        kvstat state file (never an input).
+        """)
+    var force = false
+
     func validate() throws {
         guard !states.isEmpty else { throw ValidationError("give at least one state file") }
     }
 
     func run() throws {
         try reportingErrors {
+            let markFolder = try checkOutputs()  // exit 73 before any work
             var merged = try AnalysisStateFile.load(states[0])
+            var parts: [(path: String, sources: [DumpSummary])] = [(states[0], merged.sources)]
             for path in states.dropFirst() {
-                do {
-                    try merged.merge(try AnalysisStateFile.load(path))
-                } catch let error as DumpError where error.file == nil {
-                    throw DumpError(error.category, error.message, file: path)
+                let next = try AnalysisStateFile.load(path)
+                // Name both files: the earlier one holding the same tokens, or the first (whose model and
+                // options every state must share).
+                if let earlier = parts.first(where: { AnalysisState.overlap($0.sources, next.sources) != nil }),
+                   let (a, b) = AnalysisState.overlap(earlier.sources, next.sources) {
+                    throw DumpError(.badData, "holds tokens \(earlier.path) already holds "
+                                    + "(\(DumpSummary.describeOverlap(b, a))); merging them would count those tokens twice",
+                                    file: path)
                 }
+                do {
+                    try merged.merge(next)
+                } catch let error as DumpError where error.file == nil {
+                    throw DumpError(error.category, "cannot be merged with \(states[0]): \(error.message)", file: path)
+                }
+                parts.append((path, next.sources))
             }
             if let saveState { try AnalysisStateFile.save(merged, to: saveState, version: KVStatVersion.current) }
             let report = try StatsFinisher.finish(merged, version: KVStatVersion.current)
-            try AnalysisOutputs.write(report, to: output, quiet: quiet)
+            try AnalysisOutputs.write(report, to: output, quiet: quiet, marking: markFolder ? "merge" : nil)
         }
     }
 }

@@ -19,8 +19,12 @@ struct ReportCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the page (default: DIR/report.html).", valueName: "file"))
     var output: String?
 
+    @Flag(help: "Replace an -o file that is not a kvstat report page (never an input).")
+    var force = false
+
     func run() throws {
         try reportingErrors {
+            try checkOutput()  // exit 73 before anything is read or written
             let statsPath = directory + "/stats.json"
             let stats: StatsReport? = FileManager.default.fileExists(atPath: statsPath) ? try decode(StatsReport.self, statsPath) : nil
             var fitDirectories = fit
@@ -34,13 +38,11 @@ struct ReportCommand: ParsableCommand {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ path: String) throws -> T {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DumpError(.cannotOpen, "no such file, or it is not readable (run analyze or fit-lowrank first)", file: path)
-        }
+        let data = try InputFile.contents(path, what: "kvstat JSON output (run analyze or fit-lowrank first)", limit: 1 << 30)
         do {
             return try JSONText.decode(type, from: data)
         } catch {
-            throw DumpError(.badData, "is not a kvstat \(type == StatsReport.self ? "stats.json (kvstat.stats/1)" : "manifest.json (kvstat.fit/1)"): \(error)", file: path)
+            throw DumpError(.badData, "is not a kvstat \(type == StatsReport.self ? "stats.json (\(StatsReport.schemaName))" : "manifest.json (kvstat.fit/1)"): \(error)", file: path)
         }
     }
 }

@@ -56,8 +56,10 @@ def bf16_bits_to_f32(bits):
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def quantize(x, dtype):
-    """Return (array to store in HDF5, exact float32 image of the stored value) for dtype."""
+def quantize(x, dtype, to_bf16=None):
+    """Return (array to store in HDF5, exact float32 image of the stored value) for dtype.
+
+    `to_bf16` rounds float32 to bfloat16 bit patterns (default `f32_to_bf16_bits`, finite values only)."""
     x = np.asarray(x, dtype=np.float64)
     if dtype == "float16":
         s = x.astype(np.float16)
@@ -68,7 +70,7 @@ def quantize(x, dtype):
     if dtype == "float64":
         return x.copy(), x.astype(np.float32)
     if dtype == "bfloat16":
-        bits = f32_to_bf16_bits(x.astype(np.float32))
+        bits = (to_bf16 or f32_to_bf16_bits)(x.astype(np.float32))
         return bits, bf16_bits_to_f32(bits)
     raise ValueError(dtype)
 

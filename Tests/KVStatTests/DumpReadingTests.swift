@@ -11,7 +11,7 @@ import Testing
         var values: [Float] = []
         var excluded: [String: Int] = [:]
         var oversized = 0, runMismatches = 0
-        for layer in 0..<dump.shape.layers {
+        for layer in dump.layerNumbers {
             for name in kinds {
                 let kind = try #require(TensorKind(rawValue: name))
                 let reader = try TokenBlockReader(dump: dump, layer: layer, kind: kind, blockTokens: blockTokens)

@@ -1,5 +1,6 @@
 // Locating the h5py-written fixtures (Tests/Fixtures) and the bundled sample, and reading their truth files.
 import Foundation
+@testable import KVStat
 
 enum Fixtures {
     /// Tests/Fixtures/dumps.
@@ -64,3 +65,10 @@ enum Fixtures {
 }
 
 import Testing
+
+extension StatsReport {
+    /// The computed pair (layerA, layerB) of `kind`'s similarity list (layer numbers), if any.
+    func pair(_ kind: String, _ layerA: Int, _ layerB: Int) -> Pair? {
+        similarity[kind]?.first { $0.layerA == layerA && $0.layerB == layerB }
+    }
+}

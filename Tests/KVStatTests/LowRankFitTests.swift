@@ -71,7 +71,7 @@ struct PlantedDump {
             let sigma = try SingularValueDecomposition(try wholeMatrix(dump, layer: layer, kind: kind), computeVectors: false).values.map(Double.init)
             let total = sigma.reduce(0) { $0 + $1 * $1 }
             let optimum = (sigma.dropFirst(rank).reduce(0) { $0 + $1 * $1 } / total).squareRoot()
-            let ours = try #require(result.report.fit.perLayer[kind.rawValue]?[i])
+            let ours = try #require(result.report.fit.perLayer[kind.rawValue]?[i] ?? nil)
             #expect(abs(ours - optimum) <= 1e-4, "layer \(layer) \(kind): \(ours) vs Eckart–Young \(optimum)")
         }
         #expect(result.report.memoryRatio == Double(rank) / 384)
@@ -95,12 +95,12 @@ struct PlantedDump {
         let planted = try PlantedDump()
         defer { try? FileManager.default.removeItem(atPath: planted.path) }
         let pca = try Self.fit(planted.path) { $0.budget = .rank(PlantedDump.valueRank) }
-        #expect(pca.report.fit.overall["all"]! < 1e-3)
+        #expect(pca.report.fit.overall["all"]!! < 1e-3)
         let xkv = try Self.fit(planted.path) { $0.method = .xkv; $0.budget = .rank(PlantedDump.keyRank); $0.groupSize = 4 }
-        #expect(xkv.report.fit.overall["key"]! < 1e-3)
+        #expect(xkv.report.fit.overall["key"]!! < 1e-3)
         #expect(xkv.report.layerGroups == [[0, 1, 2, 3]])
         let short = try Self.fit(planted.path) { $0.method = .xkv; $0.budget = .rank(PlantedDump.keyRank - 1) }
-        #expect(short.report.fit.overall["key"]! > 0.05)
+        #expect(short.report.fit.overall["key"]!! > 0.05)
         // Energy budget: 99.99 % of the energy needs exactly the planted rank.
         let energy = try Self.fit(planted.path) { $0.budget = .energy(0.9999) }
         for unit in energy.report.units { #expect(unit.rank == (unit.kind == "key" ? PlantedDump.keyRank : PlantedDump.valueRank)) }
@@ -119,7 +119,7 @@ struct PlantedDump {
         let sigma = try SingularValueDecomposition(joined, computeVectors: false).values.map(Double.init)
         let optimum = (sigma.dropFirst(rank).reduce(0) { $0 + $1 * $1 } / sigma.reduce(0) { $0 + $1 * $1 }).squareRoot()
         let online = try #require(result.report.online?.first { $0.kind == "value" })
-        #expect(abs(online.fixedError - optimum) <= 1e-4)
+        #expect(abs(online.fixedError! - optimum) <= 1e-4)
         // The online optimum stores both factors: r' = ⌊T·r / (T + G·C)⌋.
         #expect(online.onlineRank == (452 * rank) / (452 + 768))
         #expect(result.projections.first { $0.kind == .value }?.dimension == 768)
@@ -131,10 +131,10 @@ struct PlantedDump {
         let nested = try Self.fit(Self.sample) { $0.method = .matryoshka; $0.budget = .keepRatio(keepRatio); $0.layers = [0, 1, 2] }
         let uniform = try Self.fit(Self.sample) { $0.granularity = .head; $0.budget = .keepRatio(keepRatio); $0.layers = [0, 1, 2] }
         #expect(abs(nested.report.memoryRatio - uniform.report.memoryRatio) < 1e-9)
-        #expect(nested.report.fit.overall["all"]! <= uniform.report.fit.overall["all"]! + 1e-9)
+        #expect(nested.report.fit.overall["all"]!! <= uniform.report.fit.overall["all"]!! + 1e-9)
         // Every rung is a prefix of the stored columns, and the ladder's errors fall as the budget grows.
         let ladder = try #require(nested.report.ladder)
-        for (lower, higher) in zip(ladder, ladder.dropFirst()) { #expect(higher.fitError < lower.fitError) }
+        for (lower, higher) in zip(ladder, ladder.dropFirst()) { #expect(higher.fitError! < lower.fitError!) }
         for (unit, p) in zip(nested.report.units, nested.projections) { #expect(unit.rank <= p.rank && unit.storedRank == p.rank) }
     }
 
@@ -142,13 +142,13 @@ struct PlantedDump {
     /// less memory and add error; the memory accounting follows the documented formula.
     @Test func cskvWindowAndQuantization() throws {
         let all = try Self.fit(Self.sample) { $0.method = .cskv; $0.window = 200; $0.layers = [0] }
-        #expect(all.report.fit.overall["all"]! == 0)
+        #expect(all.report.fit.overall["all"]!! == 0)
         #expect(abs(all.report.memoryRatio - 1) < 1e-12)
         let plain = try Self.fit(Self.sample) { $0.method = .cskv; $0.window = 16; $0.budget = .rank(96); $0.layers = [0] }
         let int8 = try Self.fit(Self.sample) { $0.method = .cskv; $0.window = 16; $0.budget = .rank(96); $0.quantization = .int8; $0.layers = [0] }
         let int4 = try Self.fit(Self.sample) { $0.method = .cskv; $0.window = 16; $0.budget = .rank(96); $0.quantization = .int4; $0.layers = [0] }
-        #expect(plain.report.fit.overall["all"]! < int8.report.fit.overall["all"]!)
-        #expect(int8.report.fit.overall["all"]! < int4.report.fit.overall["all"]!)
+        #expect(plain.report.fit.overall["all"]!! < int8.report.fit.overall["all"]!!)
+        #expect(int8.report.fit.overall["all"]!! < int4.report.fit.overall["all"]!!)
         #expect(int4.report.memoryRatio < int8.report.memoryRatio && int8.report.memoryRatio < plain.report.memoryRatio)
         // 3 sequences (192, 150, 110 tokens), 16 window tokens each at 768 units (keys + values), the rest
         // at 96 latent dims per kind: keys int8 = 96/2 + 2·96/32, values = 96/2 + 2·⌈96/32⌉.
@@ -170,7 +170,7 @@ struct PlantedDump {
         for method in FitMethod.allCases {
             let direct = try Self.fit(Self.sample) { $0.method = method; $0.layers = [0, 1, 2, 3]; $0.budget = .keepRatio(0.125); $0.window = 32 }
             let rung = try #require(rungs.first { $0.method == method.rawValue && $0.keepRatio == 0.125 })
-            #expect(abs(rung.fitError - direct.report.fit.overall["all"]!) <= 1e-5, "\(method): \(rung.fitError) vs \(direct.report.fit.overall["all"]!)")
+            #expect(abs(rung.fitError! - direct.report.fit.overall["all"]!!) <= 1e-5, "\(method): \(rung.fitError!) vs \(direct.report.fit.overall["all"]!!)")
             #expect(abs(rung.memoryRatio - direct.report.memoryRatio) <= 1e-12)
         }
     }
@@ -212,19 +212,19 @@ struct PlantedDump {
             }
             start += length
         }
-        #expect(abs(attention.logits[0] - (logit.0 / logit.1).squareRoot()) <= 1e-4)
-        #expect(abs(attention.outputs[0] - (output.0 / output.1).squareRoot()) <= 1e-4)
-        #expect(attention.logits[0] > 0.01)  // rank 64 of 384 is lossy: the comparison is not of zeros
+        #expect(abs(attention.logits[0]! - (logit.0 / logit.1).squareRoot()) <= 1e-4)
+        #expect(abs(attention.outputs[0]! - (output.0 / output.1).squareRoot()) <= 1e-4)
+        #expect(attention.logits[0]! > 0.01)  // rank 64 of 384 is lossy: the comparison is not of zeros
         // Full rank loses nothing.
         let full = try Self.fit(Self.sample) { $0.budget = .rank(384); $0.layers = [1]; $0.attentionQueries = 8 }
-        #expect(full.report.attention!.logits[0] < 1e-4 && full.report.attention!.outputs[0] < 1e-4)
+        #expect(full.report.attention!.logits[0]! < 1e-4 && full.report.attention!.outputs[0]! < 1e-4)
     }
 
     /// Held-out evaluation fits on the first sequences and evaluates on the last.
     @Test func holdoutSplitsSequences() throws {
         let result = try Self.fit(Self.sample) { $0.holdout = 0.34; $0.layers = [0] }
         #expect(result.report.fit.tokens == 192 && result.report.heldOut?.tokens == 260)
-        #expect(result.report.heldOut!.overall["all"]! > result.report.fit.overall["all"]!)
+        #expect(result.report.heldOut!.overall["all"]!! > result.report.fit.overall["all"]!!)
         #expect(throws: DumpError.self) { try FitSplit(TokenRuns(lengths: [10]), holdout: 1.5) }
         let single = try FitSplit(TokenRuns(lengths: [100]), holdout: 0.25)
         #expect(single.fit.totalTokens == 75 && single.eval.runs.first?.start == 75)

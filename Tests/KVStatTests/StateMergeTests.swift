@@ -34,7 +34,10 @@ import Testing
                 }
                 #expect(sa.effectiveRank == sb.effectiveRank)
                 let ka = try #require(sa.channels?.kurtosis), kb = try #require(sb.channels?.kurtosis)
-                for (x, y) in zip(ka, kb) { #expect(abs(x - y) <= tolerance * max(1, x)) }
+                for (x, y) in zip(ka, kb) {
+                    #expect((x == nil) == (y == nil))
+                    if let x, let y { #expect(abs(x - y) <= tolerance * max(1, x)) }
+                }
                 #expect(sa.channels?.maxAbs == sb.channels?.maxAbs)
                 #expect(sa.channels?.outliers == sb.channels?.outliers)
                 #expect(sa.tokenNorms?.sinks.map { [$0.sequence, $0.token] } == sb.tokenNorms?.sinks.map { [$0.sequence, $0.token] })
@@ -44,12 +47,12 @@ import Testing
         }
         for (kind, sa) in a.similarity {
             let sb = try #require(b.similarity[kind])
-            for (ma, mb) in [(sa.cosine, sb.cosine), (sa.cka, sb.cka), (sa.subspaceAlignment, sb.subspaceAlignment), (sa.channelAlignment, sb.channelAlignment)] {
-                for (ra, rb) in zip(ma, mb) {
-                    for (x, y) in zip(ra, rb) {
-                        #expect((x == nil) == (y == nil))
-                        if let x, let y { #expect(abs(x - y) <= tolerance, "\(kind): \(x) vs \(y)") }
-                    }
+            #expect(sa.map { [$0.layerA, $0.layerB] } == sb.map { [$0.layerA, $0.layerB] })
+            for (pa, pb) in zip(sa, sb) {
+                for (x, y) in [(pa.cosine, pb.cosine), (pa.cka, pb.cka), (pa.subspaceAlignment, pb.subspaceAlignment),
+                               (pa.channelAlignment, pb.channelAlignment)] {
+                    #expect((x == nil) == (y == nil))
+                    if let x, let y { #expect(abs(x - y) <= tolerance, "\(kind): \(x) vs \(y)") }
                 }
             }
         }

@@ -40,13 +40,14 @@ import Testing
             }
         }
         for kind in ["key", "value"] {
-            for measure in ["cka", "cosine"] {
-                let mx = try #require(((a["similarity"] as? [String: Any])?[kind] as? [String: Any])?[measure] as? [[Any]])
-                let my = try #require(((b["similarity"] as? [String: Any])?[kind] as? [String: Any])?[measure] as? [[Any]])
-                for (rx, ry) in zip(mx, my) {
-                    for (p, q) in zip(rx, ry) {
-                        if let p = p as? Double, let q = q as? Double { #expect(abs(p - q) <= tolerance) }
-                    }
+            let px = try #require((a["similarity"] as? [String: Any])?[kind] as? [[String: Any]])
+            let py = try #require((b["similarity"] as? [String: Any])?[kind] as? [[String: Any]])
+            #expect(px.map { [$0["layer_a"] as? Int, $0["layer_b"] as? Int] } == py.map { [$0["layer_a"] as? Int, $0["layer_b"] as? Int] })
+            for (x, y) in zip(px, py) {
+                for measure in ["cka", "cosine"] {
+                    // A measure null on one side and a number on the other is a difference too.
+                    #expect((x[measure] is NSNull) == (y[measure] is NSNull), "\(kind) \(measure)")
+                    if let p = x[measure] as? Double, let q = y[measure] as? Double { #expect(abs(p - q) <= tolerance) }
                 }
             }
         }
@@ -172,8 +173,8 @@ import Testing
 
     static let canMount: Bool = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/mount")
 
-    /// OUT on a 6 MiB tmpfs: every dump's outputs fail with "No space left", nothing half-written remains,
-    /// and the ledger stays readable.
+    /// OUT on a 6 MiB tmpfs: every dump's state file fails the free-space check (each child exits 73 with one
+    /// "No space left" line), so nothing could run (exit 1); nothing half-written remains.
     @Test(.enabled(if: BatchCLITests.canMount, "needs root to mount a small tmpfs"))
     func fullDiskFailsCleanly() throws {
         let input = try Self.inputs()
@@ -186,8 +187,13 @@ import Testing
         let mount = try CLI.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", mountPoint], direct: true)
         try #require(mount.status == 0, "cannot mount tmpfs: \(mount.stderr)")
         let result = try CLI.run(["batch", input, "-o", mountPoint + "/out"])
-        #expect(result.status == 1 || result.status == 2, "\(result.stderr)")
-        #expect(result.stderr.contains("No space left") || result.stderr.contains("cannot write"), "\(result.stderr)")
+        #expect(result.status == 1, "\(result.stderr)")
+        let failures = result.stderr.split(separator: "\n").filter { $0.hasPrefix("kvstat batch: failed: ") }
+        #expect(failures.count == 3, "\(result.stderr)")
+        for line in failures {
+            #expect(line.contains("/state.h5: No space left: it needs about ")
+                    && line.hasSuffix("free (kvstat analyze exit 73)"), "\(line)")
+        }
         #expect(Self.leftovers(mountPoint + "/out").isEmpty)
         let entries = try FileManager.default.contentsOfDirectory(atPath: mountPoint + "/out")
         for id in entries where !id.hasPrefix(".") && !id.hasPrefix("ledger") && id != "corpus" {
@@ -214,6 +220,70 @@ import Testing
         #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
         try Self.expectSameStatistics(try Self.stats(work + "/array-corpus/stats.json"), try Self.stats(work + "/single/corpus/stats.json"), tolerance: 1e-9)
         #expect(((try Self.stats(work + "/array-corpus/stats.json"))["dump"] as? [String: Any])?["tokens"] as? Int == 904)
+    }
+
+    // MARK: hygiene
+
+    /// OUT inside the input folder: a rerun takes none of OUT's files (state files, outputs) for dumps, says how
+    /// many it left out, and a file named inside OUT is refused.
+    @Test func outputInsideTheInputFolderIsNeverAnInput() throws {
+        let input = try Self.inputs()
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        let out = input + "/out"
+        let first = try CLI.run(["batch", input, "-o", out, "--log-json"])
+        #expect(first.status == 0 && first.stderr.contains("\"done\":3"), "\(first.stderr)")
+        let marker = try Self.stats(out + "/.kvstat")
+        #expect(marker["command"] as? String == "batch")
+        let id = try #require(try FileManager.default.contentsOfDirectory(atPath: out).first { $0.count == 16 })
+        try FileManager.default.copyItem(atPath: "\(out)/\(id)/state.h5", toPath: input + "/copied-state.h5")
+        let again = try CLI.run(["batch", input, "-o", out, "--log-json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        // 3 dumps' state.h5 and the corpus's inside OUT, and the copied state file.
+        #expect(again.stderr.contains("\"skipped\":3") && again.stderr.contains("\"failed\":0")
+                && again.stderr.contains("\"ignored\":5"), "\(again.stderr)")
+        let plain = try CLI.run(["batch", input, "-o", out])
+        #expect(plain.stderr.contains("5 files kvstat wrote left out of the inputs"), "\(plain.stderr)")
+        let named = try CLI.run(["batch", "\(out)/\(id)/state.h5", "-o", out])
+        #expect(named.status == 64, "\(named.stderr)")
+        #expect(named.stderr.split(separator: "\n").count == 1
+                && named.stderr.contains("state.h5: is inside the output folder"), "\(named.stderr)")
+    }
+
+    /// Pass-through arguments that would redirect or silence the children's outputs, or name another input,
+    /// are usage errors at once (exit 64), before OUT is created.
+    @Test(arguments: [
+        ["--analyze-arg=-o", "--analyze-arg=/tmp/elsewhere"], ["--analyze-arg=--output=/tmp/elsewhere"],
+        ["--analyze-arg=--save-state", "--analyze-arg=/tmp/s.h5"], ["--analyze-arg=--log-json"],
+        ["--analyze-arg=--quiet"], ["--analyze-arg=--timings"], ["--analyze-arg=--force"], ["--analyze-arg=other.h5"],
+        ["--fit", "--method pca -o /tmp/elsewhere"], ["--fit", "--quiet"], ["--fit", "--log-json"],
+        ["--fit", "other.h5"], ["--analyze-arg=--dct-window", "--analyze-arg=1"], ["--fit", "--method svd"],
+    ])
+    func passThroughArgumentsThatChangeOutputsAreRefused(arguments: [String]) throws {
+        let out = FitCLITests.directory("batch-passthrough")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try CLI.run(["batch", CLI.sample, "-o", out] + arguments)
+        #expect(result.status == 64, "\(arguments): \(result.stderr)")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].hasPrefix("kvstat: error: --"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    /// An OUT holding the user's files is refused (left as it was) unless --force, which does not mark it.
+    @Test func anOutputFolderOfTheUserIsRefused() throws {
+        let input = try Self.inputs()
+        let out = FitCLITests.directory("batch-user-out")
+        defer { for d in [input, out] { try? FileManager.default.removeItem(atPath: d) } }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try "my notes\n".write(toFile: out + "/notes.md", atomically: true, encoding: .utf8)
+        let refused = try CLI.run(["batch", input, "-o", out])
+        #expect(refused.status == 1, "\(refused.stderr)")
+        let expected = "kvstat batch: error: \(out): exists and holds files kvstat did not write; choose another -o, or --force\n"
+        #expect(refused.stderr == expected)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out) == ["notes.md"])
+        let forced = try CLI.run(["batch", input, "-o", out, "--force", "--quiet"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try String(contentsOfFile: out + "/notes.md", encoding: .utf8) == "my notes\n")
+        #expect(!FileManager.default.fileExists(atPath: out + "/.kvstat"))
     }
 }
 

@@ -108,7 +108,7 @@ struct CLI {
     @Test func usageErrorsExit64() throws {
         let result = try CLI.run(["inspect", CLI.sample, "--block-tokens", "0"])
         #expect(result.status == 64)
-        #expect(result.stderr.contains("--block-tokens must be positive"))
+        #expect(result.stderr.contains("--block-tokens must be at least 1 (got 0)"))
     }
 }
 
@@ -119,16 +119,19 @@ struct CLI {
         let result = try CLI.run(["analyze", CLI.sample, "-o", directory, "--layers", "0-2", "--quiet"])
         #expect(result.status == 0, "\(result.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
-        #expect(files == ["channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv", "spectra.csv", "stats.json", "summary.md"])
+        // .kvstat: the folder is kvstat's (OutputFolderMarker).
+        #expect(files == [".kvstat", "channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv",
+                          "spectra.csv", "stats.json", "summary.md"])
         let stats = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
-        #expect(stats["schema"] as? String == "kvstat.stats/1")
+        #expect(stats["schema"] as? String == "kvstat.stats/2")
         let layers = try #require(stats["layers"] as? [[String: Any]])
         #expect(layers.count == 3)
         let key = try #require(layers[0]["key"] as? [String: Any])
         #expect((key["singular_values"] as? [Double])?.count == 384)
         #expect((key["effective_rank"] as? [String: Int])?["0.9"] != nil)
-        let similarity = try #require(stats["similarity"] as? [String: Any])
+        let similarity = try #require(stats["similarity"] as? [String: [[String: Any]]])
         #expect(Set(similarity.keys) == ["key", "value"])
+        #expect(similarity["key"]?.map { [$0["layer_a"] as? Int, $0["layer_b"] as? Int] } == [[0, 1], [1, 2]])
         let summary = try String(contentsOfFile: directory + "/summary.md", encoding: .utf8)
         #expect(summary.contains("Reaching 90 % energy takes keys with"))
         let csv = try String(contentsOfFile: directory + "/similarity.csv", encoding: .utf8).split(separator: "\n")
@@ -183,7 +186,7 @@ struct CLI {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written"))
         let layers = try CLI.run(["analyze", CLI.sample, "--layers", "0-9", "-o", "/tmp/never-written"])
         #expect(layers.status == 65)
-        #expect(layers.stderr.contains("layer 6 asked for"))
+        #expect(layers.stderr.contains("--layers names layers 6-9 that the dump does not have; it has layers 0-5"), "\(layers.stderr)")
     }
 }
 
@@ -225,7 +228,8 @@ struct CLI {
         let fit = try CLI.run(["fit-lowrank", CLI.sample, "--method", "pca", "--center", "--keep-ratio", "0.25", "--layers", "0-2", "-o", out, "--quiet"])
         #expect(fit.status == 0, "\(fit.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
-        #expect(files == ["fit.csv", "manifest.json", "projections.h5", "projections.safetensors", "report.html"])
+        #expect(files == [".kvstat", "fit.csv", "manifest.json", "projections.h5", "projections.safetensors",
+                          "report.html"])
         let check = try CLI.run(["/usr/bin/env", "python3", "-c", Self.python, out, CLI.sample], direct: true)
         #expect(check.status == 0 && check.stdout.hasPrefix("ok"), "\(check.stderr)")
         let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n")

@@ -1,7 +1,17 @@
-// CProcessControl: prctl(2) calls Swift cannot make directly (prctl is variadic).
+// CProcessControl: process-level calls Swift cannot make directly (prctl is variadic; signal handlers must be
+// async-signal-safe C).
 #ifndef KVSTAT_PROCESS_CONTROL_H
 #define KVSTAT_PROCESS_CONTROL_H
 /// Asks the kernel to send `signal` to this process when its parent exits (Linux; a no-op returning -1
 /// elsewhere). Returns 0 on success.
 int kv_set_parent_death_signal(int signal);
+
+/// Installs handlers for SIGSEGV, SIGBUS, SIGFPE and SIGILL that turn a crash whose stack passes through a
+/// shared library whose path contains `library` (e.g. "libhdf5") into one line on stderr — `kvstat: error:
+/// FILE: the HDF5 library crashed …` — and exit status 65; any other crash goes to the previous handler.
+/// Returns 0 on success.
+int kv_install_crash_guard(const char *library);
+
+/// Records the file being read, for the crash guard's message (async-signal-safe to read).
+void kv_crash_guard_note_file(const char *path);
 #endif

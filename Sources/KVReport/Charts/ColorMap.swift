@@ -9,7 +9,7 @@ public struct RGB: Sendable, Equatable {
 
     public var hex: String {
         func byte(_ v: Double) -> String {
-            let n = Int((min(max(v, 0), 1) * 255).rounded())
+            let n = v.isFinite ? Int((min(max(v, 0), 1) * 255).rounded()) : 0
             return String(n, radix: 16).count == 1 ? "0" + String(n, radix: 16) : String(n, radix: 16)
         }
         return "#" + byte(r) + byte(g) + byte(b)

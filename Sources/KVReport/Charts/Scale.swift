@@ -38,9 +38,13 @@ public struct LinearScale: Scale {
         let step = LinearScale.niceStep(span / Double(count))
         // k·step, rounded to the step's decimals so 3 × 0.2 prints as 0.6.
         let decimals = pow(10, max(0, -log10(step).rounded(.down)))
-        let first = Int((domain.lowerBound / step).rounded(.up)), last = Int((domain.upperBound / step + 1e-9).rounded(.down))
+        let first = (domain.lowerBound / step).rounded(.up), last = (domain.upperBound / step + 1e-9).rounded(.down)
+        // A domain far from zero relative to its span (1e20 … 1e20 + 1) has tick indices beyond Int's range or
+        // step decimals beyond Double's: label its ends instead.
+        guard first.isFinite, last.isFinite, decimals.isFinite, abs(first) < 1e15, abs(last) < 1e15,
+              last - first <= Double(16 * count) else { return [domain.lowerBound, domain.upperBound] }
         guard first <= last else { return [] }
-        return (first...last).map { (Double($0) * step * decimals).rounded() / decimals }
+        return (Int(first)...Int(last)).map { (Double($0) * step * decimals).rounded() / decimals }
     }
 
     /// The smallest of 1, 2, 5 × 10ᵏ at least `raw`.
