@@ -1,10 +1,11 @@
 // swift-tools-version: 6.1
 // kvstat: streaming statistics and low-rank fitting for LLM KV-cache dumps stored in HDF5.
+// Linux only (Debian's libhdf5, OpenBLAS/LAPACKE, FFTW, OpenSSL, SQLite; prctl and glob): no other platform is
+// declared because none is built or tested.
 import PackageDescription
 
 let package = Package(
     name: "kvstat",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "kvstat", targets: ["kvstat"]),
         .library(name: "KVStat", targets: ["KVStat"]),
@@ -14,7 +15,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // C libraries, wrapped once (see docs/architecture.md). Only HDF5Kit and KVNumerics import these.
+        // C libraries, each wrapped once by one Swift target that imports it `internal` (docs/architecture.md):
+        // CHDF5 → HDF5Kit; CLAPACK, CFFTW, CHalfFloat → KVNumerics; CCrypto → FileDigest; CSQLite → KVBatch;
+        // CProcessControl (prctl, the libhdf5 crash guard) → HDF5Kit and the kvstat executable.
         .systemLibrary(
             name: "CHDF5", pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"])]),
@@ -38,13 +41,17 @@ let package = Package(
         .target(name: "FileDigest", dependencies: ["CCrypto"]),
         .target(
             name: "KVStat",
-            dependencies: ["HDF5Kit", "KVNumerics", "FileDigest", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["HDF5Kit", "KVNumerics", "FileDigest", .product(name: "Yams", package: "Yams")],
+            exclude: [
+                "Dump/README.md", "Statistics/README.md", "State/README.md", "LowRank/README.md",
+                "Output/README.md", "Support/README.md",
+            ]),
         .target(name: "KVReport", dependencies: ["KVStat"]),
         .target(name: "KVBatch", dependencies: ["KVStat", "KVReport", "FileDigest", "CSQLite"]),
         .executableTarget(
             name: "kvstat",
             dependencies: [
-                "KVStat", "KVReport", "KVBatch", "CProcessControl",
+                "KVStat", "KVReport", "KVBatch", "KVNumerics", "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -18,7 +18,9 @@ public enum SHA256 {
             throw ReadError(path: path, reason: "cannot open it for reading")
         }
         defer { try? handle.close() }
-        guard let context = EVP_MD_CTX_new() else { throw ReadError(path: path, reason: "OpenSSL could not allocate a digest") }
+        guard let context = EVP_MD_CTX_new() else {
+            throw ReadError(path: path, reason: "OpenSSL could not allocate a digest")
+        }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
             throw ReadError(path: path, reason: "OpenSSL could not start SHA-256")

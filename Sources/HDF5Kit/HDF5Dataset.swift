@@ -39,7 +39,10 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
 
     convenience init(openIn parent: Handle, path: String, file: String) throws {
         silenceHDF5ErrorPrinting()
-        let dapl = Handle(try check(H5Pcreate(kv_h5p_dataset_access()), .openFailed, "cannot create property list", file: file, object: path), .propertyList)
+        let dapl = Handle(
+            try check(
+                H5Pcreate(kv_h5p_dataset_access()), .openFailed, "cannot create property list", file: file, object: path
+            ), .propertyList)
         H5Pset_chunk_cache(dapl.id, 12_421, HDF5Dataset.chunkCacheBytes, 1.0)
         let id = H5Dopen2(parent.id, path, dapl.id)
         let handle = Handle(try check(id, .objectNotFound, "cannot open dataset", file: file, object: path), .dataset)
@@ -55,17 +58,24 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
         // An extent beyond Int.max cannot be addressed (nor is it ever a real tensor); refuse it here so no
         // caller converts it.
         if let huge = dims.prefix(rank).first(where: { $0 > hsize_t(Int.max) }) {
-            throw HDF5Error(.unsupportedType, "declares an axis of \(huge) elements, more than can be addressed",
-                            file: file, object: path)
+            throw HDF5Error(
+                .unsupportedType, "declares an axis of \(huge) elements, more than can be addressed",
+                file: file, object: path)
         }
         shape = rank == 0 ? [] : dims.prefix(rank).map { Int($0) }
 
-        fileType = Handle(try check(H5Dget_type(handle.id), .readFailed, "cannot read dataset type", file: file, object: path), .datatype)
+        fileType = Handle(
+            try check(H5Dget_type(handle.id), .readFailed, "cannot read dataset type", file: file, object: path),
+            .datatype)
         element = ElementType(type: fileType.id)
         isLittleEndian = H5Tget_order(fileType.id) != H5T_ORDER_BE
         floatFields = H5Tget_class(fileType.id) == H5T_FLOAT ? FloatFields(type: fileType.id) : nil
 
-        let dcpl = Handle(try check(H5Dget_create_plist(handle.id), .readFailed, "cannot read dataset properties", file: file, object: path), .propertyList)
+        let dcpl = Handle(
+            try check(
+                H5Dget_create_plist(handle.id), .readFailed, "cannot read dataset "
+                    + "properties", file: file, object: path),
+            .propertyList)
         let layout = H5Pget_layout(dcpl.id)
         switch layout {
         case H5D_COMPACT: storageLayout = .compact
@@ -93,9 +103,10 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
             var config: UInt32 = 0
             let id = Int(H5Pget_filter2(dcpl.id, UInt32(index), &flags, &elements, &values, name.count, &name, &config))
             let stored = String(cChars: name)
-            filters.append(HDF5Filter(
-                id: id, name: HDF5Filter.wellKnownName(id) ?? (stored.isEmpty ? "filter \(id)" : stored),
-                available: H5Zfilter_avail(H5Z_filter_t(id)) > 0))
+            filters.append(
+                HDF5Filter(
+                    id: id, name: HDF5Filter.wellKnownName(id) ?? (stored.isEmpty ? "filter \(id)" : stored),
+                    available: H5Zfilter_avail(H5Z_filter_t(id)) > 0))
         }
         self.filters = filters
         super.init(handle: handle, path: path, file: file)
@@ -178,11 +189,15 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
     /// Reads the hyperslab `start ..< start + count` (one entry per dimension) into `buffer`, row-major in the
     /// dataset's dimension order, converting to `memory` (`.fileType` copies the stored bytes unconverted).
     /// `buffer` must hold at least `count.reduce(1, *)` elements of the memory type.
-    public func read(start: [Int], count: [Int], as memory: MemoryElement, into buffer: UnsafeMutableRawBufferPointer) throws {
+    public func read(
+        start: [Int], count: [Int], as memory: MemoryElement, into buffer: UnsafeMutableRawBufferPointer
+    ) throws {
         guard start.count == shape.count, count.count == shape.count,
-              zip(zip(start, count), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 + $0.1 <= $1 })
+            zip(zip(start, count), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 + $0.1 <= $1 })
         else {
-            throw HDF5Error(.invalidArgument, "hyperslab start \(start) count \(count) outside shape \(shape)", file: filePath, object: path)
+            throw HDF5Error(
+                .invalidArgument, "hyperslab start \(start) count \(count) outside shape \(shape)", file: filePath,
+                object: path)
         }
         silenceHDF5ErrorPrinting()
         let elements = count.reduce(1, *)
@@ -192,18 +207,26 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
         let memoryType = memory == .fileType ? fileType.id : memory.nativeType
         let fileSpace = Handle(H5Dget_space(handle.id), .dataspace)
         if !shape.isEmpty {
-            let s = start.map { hsize_t($0) }, c = count.map { hsize_t($0) }
-            try check(H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, s, nil, c, nil), .readFailed, "cannot select hyperslab", file: filePath, object: path)
+            let s = start.map { hsize_t($0) }
+            let c = count.map { hsize_t($0) }
+            try check(
+                H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, s, nil, c, nil), .readFailed,
+                "cannot select hyperslab", file: filePath, object: path)
         }
         let dims = count.map { hsize_t($0) }
-        let memorySpace = Handle(H5Screate_simple(Int32(max(dims.count, 1)), dims.isEmpty ? [1] : dims, nil), .dataspace)
+        let memorySpace = Handle(
+            H5Screate_simple(Int32(max(dims.count, 1)), dims.isEmpty ? [1] : dims, nil), .dataspace)
         let status = H5Dread(handle.id, memoryType, memorySpace.id, fileSpace.id, kv_h5p_default(), buffer.baseAddress)
         if status < 0 {
             let unavailable = filters.filter { !$0.available }.map(\.name)
             if !unavailable.isEmpty {
-                throw HDF5Error(.unavailableFilter, HDF5Filter.unavailableMessage(unavailable), file: filePath, object: path, cause: currentErrorStack())
+                throw HDF5Error(
+                    .unavailableFilter, HDF5Filter.unavailableMessage(unavailable), file: filePath, object: path,
+                    cause: currentErrorStack())
             }
-            throw HDF5Error(.readFailed, "cannot read elements \(start) + \(count)", file: filePath, object: path, cause: currentErrorStack())
+            throw HDF5Error(
+                .readFailed, "cannot read elements \(start) + \(count)", file: filePath, object: path,
+                cause: currentErrorStack())
         }
     }
 
@@ -218,7 +241,8 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
         for extent in shape {
             let (product, overflow) = elements.multipliedReportingOverflow(by: extent)
             guard !overflow, product <= HDF5Dataset.readAllLimit else {
-                throw HDF5Error(.invalidArgument, "declares shape \(shape), too large to read whole", file: filePath, object: path)
+                throw HDF5Error(
+                    .invalidArgument, "declares shape \(shape), too large to read whole", file: filePath, object: path)
             }
             elements = product
         }
@@ -258,7 +282,11 @@ public struct FloatFields: Sendable, Equatable {
     public var exponentBias: Int
 
     init(type: hid_t) {
-        var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+        var spos = 0
+        var epos = 0
+        var esize = 0
+        var mpos = 0
+        var msize = 0
         H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize)
         bits = Int(H5Tget_size(type)) * 8
         (signPosition, exponentPosition, exponentSize) = (spos, epos, esize)
@@ -304,6 +332,8 @@ extension HDF5Filter {
 
     /// The one-line explanation for filters this libhdf5 cannot decode, with the conversion command.
     public static func unavailableMessage(_ names: [String]) -> String {
-        "compression filter '\(names.joined(separator: "', '"))' is not available in this HDF5 library; convert the file with `h5repack -f GZIP=4 IN.h5 OUT.h5` (h5repack needs the filter plugin, e.g. from hdf5plugin) or rewrite it with h5py using compression='gzip'"
+        "compression filter '\(names.joined(separator: "', '"))' is not available in this HDF5 library; convert the "
+            + "file with `h5repack -f GZIP=4 IN.h5 OUT.h5` (h5repack needs the filter plugin, e.g. from hdf5plugin) "
+                + "or rewrite it with h5py using compression='gzip'"
     }
 }

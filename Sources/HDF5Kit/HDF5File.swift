@@ -29,7 +29,8 @@ public final class HDF5File: Sendable {
         // A FIFO, device or socket would block libhdf5's read (or never end): only regular files are opened.
         var status = stat()
         guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-            throw HDF5Error(.fileUnreadable, "is not a regular file (a FIFO, device or socket); give a file", file: path)
+            throw HDF5Error(
+                .fileUnreadable, "is not a regular file (a FIFO, device or socket); give a file", file: path)
         }
         kv_crash_guard_note_file(path)
         let isHDF5 = H5Fis_hdf5(path)
@@ -43,7 +44,9 @@ public final class HDF5File: Sendable {
             if stack.contains("truncated") || stack.contains("eof") {
                 message = "file is truncated (shorter than its HDF5 metadata says)"
             } else if stack.contains("layout") || stack.contains("superblock") || stack.contains("version") {
-                message = "cannot open HDF5 file; if it was written by h5py with libver='latest', rewrite it with the default libver (HDF5 1.10 reads those)"
+                message =
+                    "cannot open HDF5 file; if it was written by h5py with libver='latest', rewrite it with the "
+                        + "default libver (HDF5 1.10 reads those)"
             }
             throw HDF5Error(.openFailed, message, file: path, cause: stack)
         }

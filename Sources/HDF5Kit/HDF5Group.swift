@@ -42,7 +42,8 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
             let length = H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, kv_h5p_default())
             try check(length, .readFailed, "cannot read member name", file: filePath, object: path)
             var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-            H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, kv_h5p_default())
+            H5Lget_name_by_idx(
+                handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, kv_h5p_default())
             names.append(String(cChars: buffer))
         }
         return names
@@ -100,25 +101,38 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
     ) throws -> HDF5Dataset {
         let object = childPath(relative)
         guard values.count == shape.reduce(1, *) else {
-            throw HDF5Error(.invalidArgument, "shape \(shape) does not hold \(values.count) values", file: filePath, object: object)
+            throw HDF5Error(
+                .invalidArgument, "shape \(shape) does not hold \(values.count) values", file: filePath, object: object)
         }
         let dims = shape.map { hsize_t($0) }
-        let space = Handle(try check(H5Screate_simple(Int32(dims.count), dims, nil), .createFailed, "cannot create dataspace", file: filePath, object: object), .dataspace)
-        let dcpl = Handle(try check(H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath, object: object), .propertyList)
+        let space = Handle(
+            try check(
+                H5Screate_simple(Int32(dims.count), dims, nil), .createFailed, "cannot create dataspace",
+                file: filePath, object: object), .dataspace)
+        let dcpl = Handle(
+            try check(
+                H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath,
+                object: object), .propertyList)
         if let chunks, !values.isEmpty {
             let chunkDims = chunks.map { hsize_t(max($0, 1)) }
-            try check(H5Pset_chunk(dcpl.id, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking", file: filePath, object: object)
+            try check(
+                H5Pset_chunk(dcpl.id, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking",
+                file: filePath, object: object)
             if let gzipLevel {
                 H5Pset_shuffle(dcpl.id)
                 H5Pset_deflate(dcpl.id, UInt32(gzipLevel))
             }
         }
         let lcpl = try intermediateGroupsPropertyList(relative)
-        let id = H5Dcreate2(handle.id, relative, T.memoryElement.nativeType, space.id, lcpl.id, dcpl.id, kv_h5p_default())
-        let dataset = Handle(try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
+        let id = H5Dcreate2(
+            handle.id, relative, T.memoryElement.nativeType, space.id, lcpl.id, dcpl.id, kv_h5p_default())
+        let dataset = Handle(
+            try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
         if !values.isEmpty {
             let status = values.withUnsafeBytes { raw in
-                H5Dwrite(dataset.id, T.memoryElement.nativeType, kv_h5s_all(), kv_h5s_all(), kv_h5p_default(), raw.baseAddress)
+                H5Dwrite(
+                    dataset.id, T.memoryElement.nativeType, kv_h5s_all(), kv_h5s_all(), kv_h5p_default(),
+                    raw.baseAddress)
             }
             try check(status, .writeFailed, "cannot write dataset", file: filePath, object: object)
         }

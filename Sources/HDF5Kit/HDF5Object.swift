@@ -22,21 +22,25 @@ public class HDF5Node: @unchecked Sendable {
     /// over groups can tell a group it has already entered (hard links may form cycles).
     public func identity() throws -> ObjectIdentity {
         var bytes = [UInt8](repeating: 0, count: 24)
-        try check(kv_object_identity(handle.id, &bytes), .readFailed, "cannot read object info", file: filePath,
-                  object: path)
+        try check(
+            kv_object_identity(handle.id, &bytes), .readFailed, "cannot read object info", file: filePath,
+            object: path)
         return ObjectIdentity(bytes: bytes)
     }
 
     /// Names of the object's attributes.
     public func attributeNames() throws -> [String] {
         var info = H5O_info_t()
-        try check(H5Oget_info2(handle.id, &info, UInt32(H5O_INFO_NUM_ATTRS)), .readFailed, "cannot read object info", file: filePath, object: path)
+        try check(
+            H5Oget_info2(handle.id, &info, UInt32(H5O_INFO_NUM_ATTRS)), .readFailed, "cannot read object info",
+            file: filePath, object: path)
         var names: [String] = []
         for index in 0..<info.num_attrs {
             let length = H5Aget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, kv_h5p_default())
             try check(length, .readFailed, "cannot read attribute name", file: filePath, object: path)
             var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-            H5Aget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, kv_h5p_default())
+            H5Aget_name_by_idx(
+                handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, kv_h5p_default())
             names.append(String(cChars: buffer))
         }
         return names
@@ -48,7 +52,8 @@ public class HDF5Node: @unchecked Sendable {
         try check(exists, .readFailed, "cannot look up attribute '\(name)'", file: filePath, object: path)
         guard exists > 0 else { return nil }
         let id = H5Aopen(handle.id, name, kv_h5p_default())
-        return Handle(try check(id, .readFailed, "cannot open attribute '\(name)'", file: filePath, object: path), .attribute)
+        return Handle(
+            try check(id, .readFailed, "cannot open attribute '\(name)'", file: filePath, object: path), .attribute)
     }
 
     /// The attribute `name` as a string (first element if it is an array), or nil if absent or not a string.
@@ -64,14 +69,18 @@ public class HDF5Node: @unchecked Sendable {
             H5Tset_size(memType.id, kv_h5t_variable())
             H5Tset_cset(memType.id, H5Tget_cset(fileType.id))
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
-            try check(H5Aread(attribute.id, memType.id, &pointers), .readFailed, "cannot read \(where_)", file: filePath, object: path)
+            try check(
+                H5Aread(attribute.id, memType.id, &pointers), .readFailed, "cannot read \(where_)", file: filePath,
+                object: path)
             let value = pointers[0].map { String(cString: $0) } ?? ""
             H5Dvlen_reclaim(memType.id, space.id, kv_h5p_default(), &pointers)
             return value
         }
         let size = Int(H5Tget_size(fileType.id))
         var buffer = [UInt8](repeating: 0, count: size * count + 1)
-        try check(H5Aread(attribute.id, fileType.id, &buffer), .readFailed, "cannot read \(where_)", file: filePath, object: path)
+        try check(
+            H5Aread(attribute.id, fileType.id, &buffer), .readFailed, "cannot read \(where_)", file: filePath,
+            object: path)
         let first = buffer.prefix(size).prefix { $0 != 0 }
         return String(decoding: first, as: UTF8.self).trimmingTrailingSpaces()
     }
@@ -89,7 +98,9 @@ public class HDF5Node: @unchecked Sendable {
         guard cls == H5T_INTEGER || cls == H5T_FLOAT else { return nil }
         let space = Handle(H5Aget_space(attribute.id), .dataspace)
         var values = [Double](repeating: 0, count: max(Int(H5Sget_simple_extent_npoints(space.id)), 1))
-        try check(H5Aread(attribute.id, kv_h5t_native_double(), &values), .readFailed, "cannot read attribute '\(name)'", file: filePath, object: path)
+        try check(
+            H5Aread(attribute.id, kv_h5t_native_double(), &values), .readFailed, "cannot read attribute '\(name)'",
+            file: filePath, object: path)
         return values
     }
 
@@ -101,7 +112,8 @@ public class HDF5Node: @unchecked Sendable {
         H5Tset_cset(type.id, H5T_CSET_UTF8)
         let space = Handle(H5Screate(H5S_SCALAR), .dataspace)
         let id = H5Acreate2(handle.id, name, type.id, space.id, kv_h5p_default(), kv_h5p_default())
-        let attribute = Handle(try check(id, .writeFailed, "cannot create attribute '\(name)'", file: filePath, object: path), .attribute)
+        let attribute = Handle(
+            try check(id, .writeFailed, "cannot create attribute '\(name)'", file: filePath, object: path), .attribute)
         let status = value.withCString { cString -> herr_t in
             var pointer: UnsafePointer<CChar>? = cString
             return H5Awrite(attribute.id, type.id, &pointer)
@@ -120,13 +132,18 @@ public class HDF5Node: @unchecked Sendable {
             space = Handle(H5Screate_simple(1, &dims, nil), .dataspace)
         }
         let id = H5Acreate2(handle.id, name, kv_h5t_native_double(), space.id, kv_h5p_default(), kv_h5p_default())
-        let attribute = Handle(try check(id, .writeFailed, "cannot create attribute '\(name)'", file: filePath, object: path), .attribute)
-        try check(H5Awrite(attribute.id, kv_h5t_native_double(), values), .writeFailed, "cannot write attribute '\(name)'", file: filePath, object: path)
+        let attribute = Handle(
+            try check(id, .writeFailed, "cannot create attribute '\(name)'", file: filePath, object: path), .attribute)
+        try check(
+            H5Awrite(attribute.id, kv_h5t_native_double(), values), .writeFailed, "cannot write attribute '\(name)'",
+            file: filePath, object: path)
     }
 
     private func deleteAttributeIfPresent(_ name: String) throws {
         if H5Aexists(handle.id, name) > 0 {
-            try check(H5Adelete(handle.id, name), .writeFailed, "cannot replace attribute '\(name)'", file: filePath, object: path)
+            try check(
+                H5Adelete(handle.id, name), .writeFailed, "cannot replace attribute '\(name)'", file: filePath,
+                object: path)
         }
     }
 }

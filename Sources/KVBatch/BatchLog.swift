@@ -18,24 +18,31 @@ final class BatchLog: @unchecked Sendable {
             object["event"] = name
             JSONText.event(object)
         } else if !quiet, name == "failed" {
-            FileHandle.standardError.write(Data("kvstat batch: failed: \(BatchLog.line(fields["path"] as? String ?? "", fields["message"] as? String ?? ""))\n".utf8))
+            let line = BatchLog.line(fields["path"] as? String ?? "", fields["message"] as? String ?? "")
+            FileHandle.standardError.write(Data("kvstat batch: failed: \(line)\n".utf8))
         }
     }
 
     func summary(_ s: BatchSummary) {
         let gb = Double(s.bytesRead) / 1e9
         if json {
-            JSONText.event(["event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
-                   "gb_read": (gb * 1000).rounded() / 1000, "seconds": (s.seconds * 100).rounded() / 100, "corpus_dumps": s.corpusDumps,
-                   "ignored": s.ignored, "exit_code": Int(s.exitCode)])
+            JSONText.event([
+                "event": "summary", "done": s.done, "skipped": s.skipped, "failed": s.failed.count, "tokens": s.tokens,
+                "gb_read": (gb * 1000).rounded() / 1000, "seconds": (s.seconds * 100).rounded() / 100,
+                "corpus_dumps": s.corpusDumps,
+                "ignored": s.ignored, "exit_code": Int(s.exitCode),
+                "corpus_error": s.corpusFailure.map { BatchLog.line($0.path, $0.message) } ?? NSNull(),
+            ])
             return
         }
         guard !quiet else { return }
-        var text = String(format: "kvstat batch: %d done, %d skipped, %d failed; %d tokens, %.2f GB read, %.1f s; "
-                          + "corpus of %d dumps", s.done, s.skipped, s.failed.count, s.tokens, gb, s.seconds, s.corpusDumps)
+        var text = String(
+            format: "kvstat batch: %d done, %d skipped, %d failed; %d tokens, %.2f GB read, %.1f s; "
+                + "corpus of %d dumps", s.done, s.skipped, s.failed.count, s.tokens, gb, s.seconds, s.corpusDumps)
         if s.ignored > 0 { text += "; \(s.ignored) files kvstat wrote left out of the inputs" }
         text += "\n"
         for f in s.failed { text += "  failed: \(BatchLog.line(f.path, f.message))\n" }
+        if let f = s.corpusFailure { text += "  corpus failed: \(BatchLog.line(f.path, f.message))\n" }
         for note in s.corpusNotes { text += "  \(note)\n" }
         FileHandle.standardError.write(Data(text.utf8))
     }

@@ -39,13 +39,16 @@ public struct BatchSummary: Sendable {
     public var bytesRead = 0
     public var seconds = 0.0
     public var corpusDumps = 0
+    /// Finished dumps that could not join the corpus, and a corpus fit that failed, one sentence each.
     public var corpusNotes: [String] = []
+    /// The corpus state that exists but could not be loaded (the corpus was left as it was).
+    public var corpusFailure: (path: String, message: String)?
     /// Files among the inputs' folders and globs left out because kvstat wrote them (OUT, marked folders,
     /// state files, ledgers).
     public var ignored = 0
-    /// 0 all done, 2 some failed, 1 nothing could run.
+    /// 0 all done, 2 some failed (a dump, or the corpus state), 1 nothing could run.
     public var exitCode: Int32 {
-        if failed.isEmpty { return 0 }
+        if failed.isEmpty && corpusFailure == nil { return 0 }
         return done + skipped > 0 ? 2 : 1
     }
 }
@@ -53,10 +56,13 @@ public struct BatchSummary: Sendable {
 public final class BatchRunner {
     let options: BatchOptions
     let log: BatchLog
+    /// Runs every child (KVStatChild.swift).
+    let child: KVStatChild
 
     public init(_ options: BatchOptions) {
         self.options = options
         log = BatchLog(json: options.logJSON, quiet: options.quiet)
+        child = KVStatChild(executable: options.executable)
     }
 
     public func run() throws -> BatchSummary {
@@ -65,8 +71,9 @@ public final class BatchRunner {
         // The inputs first, so that a batch with nothing to do leaves no output folder behind.
         let expansion = BatchInputs.expand(options.inputs, output: out)
         if let inside = expansion.insideOutput.first {
-            throw BatchError("\(inside): is inside the output folder \(out), whose files kvstat wrote and never "
-                             + "reads as dumps; leave it out or choose another -o", exitCode: 64)
+            throw BatchError(
+                "\(inside): is inside the output folder \(out), whose files kvstat wrote and never "
+                    + "reads as dumps; leave it out or choose another -o", exitCode: 64)
         }
         var paths = expansion.paths
         if let shard = options.shard { paths = BatchInputs.shard(paths, index: shard.index, count: shard.count) }
@@ -88,10 +95,11 @@ public final class BatchRunner {
         var queue: [(id: String, path: String, bytes: Int)] = []
         var queued: Set<String> = []
         for path in paths {
-            switch identify(path, ledger: ledger) {
+            switch try identify(path, ledger: ledger) {
             case .failure(let failure):
                 // No content to hash: the row is keyed by the path itself.
-                try record(ledger, LedgerEntry(id: "path:" + path, path: path, state: .failed, message: failure.message))
+                try record(
+                    ledger, LedgerEntry(id: "path:" + path, path: path, state: .failed, message: failure.message))
                 summary.failed.append((path, failure.message))
                 log.event("failed", ["path": path, "message": failure.message])
             case .success(let (id, bytes)):
@@ -105,7 +113,8 @@ public final class BatchRunner {
             }
         }
         try process(queue, ledger: ledger, summary: &summary)
-        try updateCorpus(ledger: ledger, summary: &summary)
+        try CorpusUpdater(output: out, fitArguments: options.fitArguments, child: child, log: log)
+            .update(ledger: ledger, summary: &summary)
         summary.seconds = Date().timeIntervalSince(start)
         log.summary(summary)
         return summary
@@ -124,11 +133,15 @@ public final class BatchRunner {
         }
         var mark = true
         if exists {
-            let entries = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0 != ".lock" }
+            let entries: [String]
+            do { entries = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0 != ".lock" } } catch {
+                throw BatchError("cannot read output folder \(out) (\(error.localizedDescription))")
+            }
             if !entries.isEmpty && !BatchInputs.isKVStatFolder(out) {
                 guard options.force else {
-                    throw BatchError("\(out): exists and holds files kvstat did not write; "
-                                     + "choose another -o, or --force")
+                    throw BatchError(
+                        "\(out): exists and holds files kvstat did not write; "
+                            + "choose another -o, or --force")
                 }
                 mark = false
             }
@@ -147,15 +160,19 @@ public final class BatchRunner {
     /// whose output folder was renamed into place before the ledger said so is marked done.
     func recover(_ ledger: Ledger) throws {
         let out = options.output
+        // Best effort: a temporary that cannot be removed is harmless (its name carries a dead run's pid, and it is
+        // never read) and the next run tries again; OUT/corpus does not exist before the first corpus.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.contains(".tmp-") {
             try? FileManager.default.removeItem(atPath: out + "/" + name)
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: out + "/corpus")) ?? [] where name.contains(".tmp") {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out + "/corpus")) ?? []
+        where name.contains(".tmp") {
             try? FileManager.default.removeItem(atPath: out + "/corpus/" + name)
         }
         do {
             try ledger.resetRunning()
-            for entry in try ledger.entries() where entry.state != .done && FileManager.default.fileExists(atPath: "\(out)/\(entry.id)/stats.json") {
+            for entry in try ledger.entries()
+            where entry.state != .done && FileManager.default.fileExists(atPath: "\(out)/\(entry.id)/stats.json") {
                 var done = entry
                 done.state = .done
                 done.message = nil
@@ -164,25 +181,35 @@ public final class BatchRunner {
         } catch { throw BatchError("\(error)") }
     }
 
-    /// The content id of a dump: the first 16 hex digits of its SHA-256, cached by (path, size, mtime).
-    func identify(_ path: String, ledger: Ledger) -> Result<(String, Int), BatchFailure> {
+    /// The content id of a dump: the first 16 hex digits of its SHA-256, cached by (path, size, mtime). A file
+    /// that cannot be read fails alone; a ledger that cannot be read or written stops the batch (`BatchError`).
+    func identify(_ path: String, ledger: Ledger) throws -> Result<(String, Int), BatchFailure> {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
+            let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
         else { return .failure(BatchFailure("no such file, or it is not readable")) }
         // Hashing a FIFO or a device would block or never end.
         guard attributes[.type] as? FileAttributeType == .typeRegular else {
             return .failure(BatchFailure("is not a regular file (a folder, FIFO, device or socket)"))
         }
         let mtime = Int(modified.timeIntervalSince1970 * 1e9)
-        if let id = try? ledger.cachedID(path: path, size: size, mtimeNanoseconds: mtime) { return .success((id, size)) }
-        guard let digest = try? SHA256.hex(ofFileAt: path) else { return .failure(BatchFailure("cannot read the file to hash it")) }
+        let cached: String?
+        do { cached = try ledger.cachedID(path: path, size: size, mtimeNanoseconds: mtime) } catch {
+            throw BatchError("\(error)")
+        }
+        if let cached { return .success((cached, size)) }
+        guard let digest = try? SHA256.hex(ofFileAt: path) else {
+            return .failure(BatchFailure("cannot read the file to hash it"))
+        }
         let id = String(digest.prefix(16))
-        try? ledger.rememberID(id, path: path, size: size, mtimeNanoseconds: mtime)
+        do { try ledger.rememberID(id, path: path, size: size, mtimeNanoseconds: mtime) } catch {
+            throw BatchError("\(error)")
+        }
         return .success((id, size))
     }
 
     /// Runs the queue with at most `jobs` children at once.
-    func process(_ queue: [(id: String, path: String, bytes: Int)], ledger: Ledger, summary: inout BatchSummary) throws {
+    func process(_ queue: [(id: String, path: String, bytes: Int)], ledger: Ledger, summary: inout BatchSummary) throws
+    {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let threads = max(1, cores / max(options.jobs, 1))
         let finished = DispatchSemaphore(value: 0)
@@ -190,115 +217,56 @@ public final class BatchRunner {
         var next = 0
         while next < queue.count || !running.isEmpty {
             while running.count < options.jobs && next < queue.count {
-                let index = next, item = queue[next]
+                let index = next
+                let item = queue[next]
                 next += 1
                 try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .running))
                 log.event("running", ["path": item.path, "id": item.id])
-                let job = ChildJob(executable: options.executable, dump: item.path, output: options.output, id: item.id,
-                                   threads: threads, analyzeArguments: options.analyzeArguments, fitArguments: options.fitArguments) {
+                let job = ChildJob(
+                    child: child, dump: item.path, output: options.output, id: item.id,
+                    threads: threads, analyzeArguments: options.analyzeArguments, fitArguments: options.fitArguments
+                ) {
                     finished.signal()
                 }
                 do {
                     try job.start()
                     running[index] = (item.id, item.path, item.bytes, job)
                 } catch {
-                    let message = "cannot start \(options.executable): \(error)"
-                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: message))
-                    summary.failed.append((item.path, message))
+                    try record(
+                        ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: error.message))
+                    summary.failed.append((item.path, error.message))
+                    log.event("failed", ["path": item.path, "id": item.id, "message": error.message])
                 }
             }
             guard !running.isEmpty else { continue }
             finished.wait()
-            for (index, item) in running where item.job.isFinished {
+            for (index, item) in running {
+                guard let outcome = item.job.outcome() else { continue }
                 running[index] = nil
-                switch item.job.outcome() {
+                switch outcome {
                 case .success(let (tokens, seconds)):
-                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .done, tokens: tokens, bytes: item.bytes, seconds: seconds))
+                    try record(
+                        ledger,
+                        LedgerEntry(
+                            id: item.id, path: item.path, state: .done, tokens: tokens, bytes: item.bytes,
+                            seconds: seconds))
                     summary.done += 1
                     summary.tokens += tokens
                     summary.bytesRead += item.bytes
-                    log.event("done", ["path": item.path, "id": item.id, "tokens": tokens, "seconds": (seconds * 100).rounded() / 100])
+                    log.event(
+                        "done",
+                        [
+                            "path": item.path, "id": item.id, "tokens": tokens,
+                            "seconds": (seconds * 100).rounded() / 100,
+                        ])
                 case .failure(let failure):
-                    try record(ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: failure.message))
+                    try record(
+                        ledger, LedgerEntry(id: item.id, path: item.path, state: .failed, message: failure.message))
                     summary.failed.append((item.path, failure.message))
                     log.event("failed", ["path": item.path, "id": item.id, "message": failure.message])
                 }
             }
         }
-    }
-
-    /// Merges the finished dumps not yet in OUT/corpus/state.h5 into it (atomically; its `sources` record
-    /// which dumps it holds, by SHA-256), then writes the corpus outputs.
-    func updateCorpus(ledger: Ledger, summary: inout BatchSummary) throws {
-        let out = options.output
-        let corpusState = out + "/corpus/state.h5"
-        var corpus: AnalysisState? = FileManager.default.fileExists(atPath: corpusState) ? try? AnalysisStateFile.load(corpusState) : nil
-        var included = Set(corpus?.sources.compactMap(\.sha256) ?? [])
-        // A dump's id is the start of its SHA-256: dumps already in the corpus are skipped without loading.
-        let includedIDs = Set(included.map { String($0.prefix(16)) })
-        var added = 0
-        let done = ((try? ledger.entries()) ?? []).filter { $0.state == .done && !includedIDs.contains($0.id) }.sorted { $0.id < $1.id }
-        for entry in done {
-            let path = "\(out)/\(entry.id)/state.h5"
-            guard FileManager.default.fileExists(atPath: path) else { continue }
-            do {
-                let state = try AnalysisStateFile.load(path)
-                guard let sha = state.sources.first?.sha256, !included.contains(sha) else { continue }
-                if corpus == nil { corpus = state } else { try corpus!.merge(state) }
-                included.insert(sha)
-                added += 1
-            } catch {
-                summary.corpusNotes.append("\(entry.path): not merged into the corpus: \(error)")
-            }
-        }
-        guard let corpus else { return }
-        summary.corpusDumps = included.count
-        do {
-            try FileManager.default.createDirectory(atPath: out + "/corpus", withIntermediateDirectories: true)
-            if added > 0 { try AnalysisStateFile.save(corpus, to: corpusState, version: KVStatVersion.current) }
-            // The outputs are rewritten when the corpus grew, or when a crash left them missing.
-            if added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/report.html") {
-                let report = try StatsFinisher.finish(corpus, version: KVStatVersion.current)
-                try OutputDirectory.write(try AnalysisFiles.render(report), to: out + "/corpus",
-                                          marking: "batch corpus")
-            }
-        } catch {
-            throw BatchError("cannot write the corpus statistics: \(error)")
-        }
-        log.event("corpus", ["dumps": included.count, "added": added])
-        if let fitArguments = options.fitArguments, added > 0 || !FileManager.default.fileExists(atPath: out + "/corpus/fit/manifest.json") {
-            fitCorpus(fitArguments, summary: &summary)
-        }
-    }
-
-    /// With --fit: projections calibrated on the whole corpus, fitted from the corpus state's Grams by a child
-    /// `kvstat fit-lowrank OUT/corpus/state.h5` into OUT/corpus/fit (replaced atomically).
-    func fitCorpus(_ arguments: [String], summary: inout BatchSummary) {
-        let out = options.output
-        let temporary = "\(out)/corpus/fit.tmp-\(getpid())"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: options.executable)
-        process.arguments = ["fit-lowrank", out + "/corpus/state.h5", "-o", temporary, "--quiet"] + arguments
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        do { try process.run() } catch {
-            summary.corpusNotes.append("corpus fit: cannot start \(options.executable): \(error)")
-            return
-        }
-        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let reason = ChildJob.errorLine(message) ?? "exit \(process.terminationStatus)"
-            summary.corpusNotes.append("corpus fit failed: \(reason)")
-            try? FileManager.default.removeItem(atPath: temporary)
-            return
-        }
-        try? FileManager.default.removeItem(atPath: out + "/corpus/fit")
-        if rename(temporary, out + "/corpus/fit") != 0 {
-            summary.corpusNotes.append("corpus fit: cannot move it into place (\(String(cString: strerror(errno))))")
-        }
-        log.event("corpus fit", ["output": out + "/corpus/fit"])
     }
 
     func record(_ ledger: Ledger, _ entry: LedgerEntry) throws {
@@ -311,7 +279,8 @@ public final class BatchRunner {
 }
 
 /// Why one dump failed (its child's last error line, or how it died).
-public struct BatchFailure: Error, Sendable {
+public struct BatchFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
     public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

@@ -13,9 +13,12 @@ public final class DirectoryLock {
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buffer = [UInt8](repeating: 0, count: 32)
             let n = pread(fd, &buffer, 32, 0)
-            let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            let holder =
+                n > 0
+                ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
             close(fd)
-            throw BatchError("another kvstat batch (pid \(holder)) is working on \(directory); wait for it or use another -o")
+            throw BatchError(
+                "another kvstat batch (pid \(holder)) is working on \(directory); wait for it or use another -o")
         }
         ftruncate(fd, 0)
         let pid = "\(getpid())\n"

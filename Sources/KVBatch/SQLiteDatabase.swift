@@ -14,9 +14,15 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 final class SQLiteDatabase {
     /// A value bound to or read from a statement.
     enum Value: Equatable {
-        case integer(Int64), real(Double), text(String), null
+        case integer(Int64)
+        case real(Double)
+        case text(String)
+        case null
 
-        var int: Int? { if case .integer(let v) = self { return Int(v) }; return nil }
+        var int: Int? {
+            if case .integer(let v) = self { return Int(v) }
+            return nil
+        }
         var double: Double? {
             switch self {
             case .real(let v): return v
@@ -24,7 +30,10 @@ final class SQLiteDatabase {
             default: return nil
             }
         }
-        var string: String? { if case .text(let v) = self { return v }; return nil }
+        var string: String? {
+            if case .text(let v) = self { return v }
+            return nil
+        }
     }
 
     let path: String
@@ -68,14 +77,15 @@ final class SQLiteDatabase {
             let step = sqlite3_step(statement)
             if step == SQLITE_DONE { break }
             guard step == SQLITE_ROW else { throw error() }
-            rows.append((0..<sqlite3_column_count(statement)).map { column in
-                switch sqlite3_column_type(statement, column) {
-                case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, column))
-                case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, column))
-                case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, column)))
-                default: return .null
-                }
-            })
+            rows.append(
+                (0..<sqlite3_column_count(statement)).map { column in
+                    switch sqlite3_column_type(statement, column) {
+                    case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, column))
+                    case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, column))
+                    case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, column)))
+                    default: return .null
+                    }
+                })
         }
         return rows
     }

@@ -28,12 +28,14 @@ public enum BLAS {
         if scratch.count < columns * columns { scratch = [Float](repeating: 0, count: columns * columns) }
         scratch.withUnsafeMutableBufferPointer { c in
             // Row-major X is column-major Xᵀ (columns × rows, ld = columns): C = (Xᵀ)(Xᵀ)ᵀ, upper triangle.
-            cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, Int32(columns), Int32(rows),
-                        1, block.baseAddress, Int32(columns), 0, c.baseAddress, Int32(columns))
+            cblas_ssyrk(
+                CblasColMajor, CblasUpper, CblasNoTrans, Int32(columns), Int32(rows),
+                1, block.baseAddress, Int32(columns), 0, c.baseAddress, Int32(columns))
             packed.withUnsafeMutableBufferPointer { g in
                 // Column-major upper (j, i), j ≤ i, sits at i·columns + j: row i of the lower triangle.
                 for i in 0..<columns {
-                    let source = i * columns, target = i * (i + 1) / 2
+                    let source = i * columns
+                    let target = i * (i + 1) / 2
                     for j in 0...i { g[target + j] += multiplier * Double(c[source + j]) }
                 }
             }
@@ -52,8 +54,9 @@ public enum BLAS {
         if scratch.count < aColumns * bColumns { scratch = [Float](repeating: 0, count: aColumns * bColumns) }
         scratch.withUnsafeMutableBufferPointer { c in
             // Row-major C (aColumns × bColumns) = Aᵀ B.
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(aColumns), Int32(bColumns), Int32(rows),
-                        1, a.baseAddress, Int32(aColumns), b.baseAddress, Int32(bColumns), 0, c.baseAddress, Int32(bColumns))
+            cblas_sgemm(
+                CblasRowMajor, CblasTrans, CblasNoTrans, Int32(aColumns), Int32(bColumns), Int32(rows),
+                1, a.baseAddress, Int32(aColumns), b.baseAddress, Int32(bColumns), 0, c.baseAddress, Int32(bColumns))
             product.values.withUnsafeMutableBufferPointer { p in
                 for i in 0..<(aColumns * bColumns) { p[i] += multiplier * Double(c[i]) }
             }
@@ -87,24 +90,30 @@ public enum BLAS {
             for i in 0..<(m * n) { c[i] = 0 }
             return
         }
-        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), 1, a.baseAddress, Int32(transposeA ? m : k),
-                    b.baseAddress, Int32(transposeB ? k : n), 0, c.baseAddress, Int32(n))
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), 1, a.baseAddress, Int32(transposeA ? m : k),
+            b.baseAddress, Int32(transposeB ? k : n), 0, c.baseAddress, Int32(n))
     }
 
     /// Row-major `A B` in float64 (DGEMM), for the small dense products of finished statistics.
-    public static func multiply(_ a: Matrix<Double>, _ b: Matrix<Double>, transposeA: Bool = false, transposeB: Bool = false) -> Matrix<Double> {
-        let m = transposeA ? a.columns : a.rows, k = transposeA ? a.rows : a.columns
-        let kb = transposeB ? b.columns : b.rows, n = transposeB ? b.rows : b.columns
+    public static func multiply(
+        _ a: Matrix<Double>, _ b: Matrix<Double>, transposeA: Bool = false, transposeB: Bool = false
+    ) -> Matrix<Double> {
+        let m = transposeA ? a.columns : a.rows
+        let k = transposeA ? a.rows : a.columns
+        let kb = transposeB ? b.columns : b.rows
+        let n = transposeB ? b.rows : b.columns
         precondition(k == kb, "inner dimensions differ: \(k) vs \(kb)")
         var c = Matrix<Double>(rows: m, columns: n)
         guard m > 0, n > 0, k > 0 else { return c }
         a.values.withUnsafeBufferPointer { pa in
             b.values.withUnsafeBufferPointer { pb in
                 c.values.withUnsafeMutableBufferPointer { pc in
-                    cblas_dgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                                Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(a.columns),
-                                pb.baseAddress, Int32(b.columns), 0, pc.baseAddress, Int32(n))
+                    cblas_dgemm(
+                        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(a.columns),
+                        pb.baseAddress, Int32(b.columns), 0, pc.baseAddress, Int32(n))
                 }
             }
         }

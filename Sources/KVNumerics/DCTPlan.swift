@@ -48,8 +48,9 @@ public final class DCTPlan: @unchecked Sendable {
         func make(_ signals: Int) -> fftwf_plan {
             var n = Int32(length)
             var kind = fftw_r2r_kind(UInt32(kv_fftw_redft10()))
-            return fftwf_plan_many_r2r(1, &n, Int32(signals), data, nil, Int32(count), 1,
-                                       data, nil, Int32(count), 1, &kind, flags)
+            return fftwf_plan_many_r2r(
+                1, &n, Int32(signals), data, nil, Int32(count), 1,
+                data, nil, Int32(count), 1, &kind, flags)
         }
         DCTPlan.planLock.lock()
         strip = make(width)

@@ -4,14 +4,18 @@ internal import CHalfFloat
 /// Widening conversions for 16-bit float storage formats. Both are exact.
 public enum HalfFloat {
     /// IEEE binary16 bit patterns to float32.
-    public static func halfToFloat(_ source: UnsafeBufferPointer<UInt16>, _ destination: UnsafeMutableBufferPointer<Float>) {
+    public static func halfToFloat(
+        _ source: UnsafeBufferPointer<UInt16>, _ destination: UnsafeMutableBufferPointer<Float>
+    ) {
         precondition(destination.count >= source.count)
         guard let s = source.baseAddress, let d = destination.baseAddress else { return }
         kv_half_to_float(s, d, source.count)
     }
 
     /// bfloat16 bit patterns (the upper half of a float32) to float32.
-    public static func bfloat16ToFloat(_ source: UnsafeBufferPointer<UInt16>, _ destination: UnsafeMutableBufferPointer<Float>) {
+    public static func bfloat16ToFloat(
+        _ source: UnsafeBufferPointer<UInt16>, _ destination: UnsafeMutableBufferPointer<Float>
+    ) {
         precondition(destination.count >= source.count)
         guard let s = source.baseAddress, let d = destination.baseAddress else { return }
         kv_bfloat16_to_float(s, d, source.count)

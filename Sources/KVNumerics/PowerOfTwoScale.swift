@@ -15,8 +15,10 @@ public struct PowerOfTwoScale: Sendable, Equatable {
     public let exponent: Int
 
     /// Magnitudes kept as they are: [2⁻²⁰, 2²⁰].
-    public static let safeRange: ClosedRange<Float> = Float(sign: .plus, exponent: -20, significand: 1)...Float(
-        sign: .plus, exponent: 20, significand: 1)
+    public static let safeRange: ClosedRange<Float> =
+        Float(
+            sign: .plus, exponent: -20, significand: 1)...Float(
+            sign: .plus, exponent: 20, significand: 1)
 
     /// The scale for a block whose largest |x| is `maxMagnitude` (finite, ≥ 0; subnormals included).
     public init(maxMagnitude: Float) {

@@ -12,7 +12,9 @@ public struct SingularValueDecomposition: Sendable {
     public let vt: Matrix<Float>?
 
     public init(_ matrix: Matrix<Float>, computeVectors: Bool) throws {
-        let m = matrix.rows, n = matrix.columns, k = min(m, n)
+        let m = matrix.rows
+        let n = matrix.columns
+        let k = min(m, n)
         guard k > 0 else {
             values = []
             u = nil
@@ -26,15 +28,17 @@ public struct SingularValueDecomposition: Sendable {
         let job: CChar = computeVectors ? 83 /* S */ : 78 /* N */
         var iwork = [Int32](repeating: 0, count: 8 * k)
         var query: Float = 0
-        var info = LAPACKE_sgesdd_work(LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &a, Int32(n), &s,
-                                       &uValues, Int32(computeVectors ? k : 1), &vtValues, Int32(n), &query, -1, &iwork)
+        var info = LAPACKE_sgesdd_work(
+            LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &a, Int32(n), &s,
+            &uValues, Int32(computeVectors ? k : 1), &vtValues, Int32(n), &query, -1, &iwork)
         try checkLAPACK(info, "sgesdd", "workspace query failed")
         // LAPACK's documented minimum, in integers, guards against the float-rounded query (TOOLCHAIN trap 4).
         let minimum = computeVectors ? 3 * k * k + max(max(m, n), 4 * k * k + 4 * k) : 3 * k + max(max(m, n), 7 * k)
         let lwork = max(Int(query.rounded(.up)) + 1, minimum)
         var work = [Float](repeating: 0, count: lwork)
-        info = LAPACKE_sgesdd_work(LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &a, Int32(n), &s,
-                                   &uValues, Int32(computeVectors ? k : 1), &vtValues, Int32(n), &work, Int32(lwork), &iwork)
+        info = LAPACKE_sgesdd_work(
+            LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &a, Int32(n), &s,
+            &uValues, Int32(computeVectors ? k : 1), &vtValues, Int32(n), &work, Int32(lwork), &iwork)
         try checkLAPACK(info, "sgesdd", "SVD failed to converge")
         values = s
         u = computeVectors ? Matrix(rows: m, columns: k, values: uValues) : nil

@@ -42,11 +42,13 @@ public struct SymmetricEigen: Sendable {
     private static func dsyevd(_ matrix: Matrix<Double>, n: Int) throws -> ([Double], [Double]) {
         var a = matrix.values  // row-major upper == column-major lower; use 'L' on the column-major view
         var w = [Double](repeating: 0, count: n)
-        let lwork = 1 + 6 * n + 2 * n * n, liwork = 3 + 5 * n
+        let lwork = 1 + 6 * n + 2 * n * n
+        let liwork = 3 + 5 * n
         var work = [Double](repeating: 0, count: lwork)
         var iwork = [Int32](repeating: 0, count: liwork)
-        let info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 86 /* V */, 76 /* L */, Int32(n), &a, Int32(n), &w,
-                                       &work, Int32(lwork), &iwork, Int32(liwork))
+        let info = LAPACKE_dsyevd_work(
+            LAPACK_COL_MAJOR, 86 /* V */, 76 /* L */, Int32(n), &a, Int32(n), &w,
+            &work, Int32(lwork), &iwork, Int32(liwork))
         try checkLAPACK(info, "dsyevd", "eigenvalue algorithm failed to converge")
         return (w, a)
     }
@@ -56,19 +58,25 @@ public struct SymmetricEigen: Sendable {
     /// through the reflectors by dormtr. This is dsyevr's algorithm without reducing the matrix twice.
     private static func tridiagonal(_ matrix: Matrix<Double>, n: Int, top: Int) throws -> ([Double], [Double]) {
         var a = matrix.values
-        var d = [Double](repeating: 0, count: n), e = [Double](repeating: 0, count: max(n - 1, 1))
+        var d = [Double](repeating: 0, count: n)
+        var e = [Double](repeating: 0, count: max(n - 1, 1))
         var tau = [Double](repeating: 0, count: max(n - 1, 1))
         var query = 0.0
-        try checkLAPACK(LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 76 /* L */, Int32(n), &a, Int32(n), &d, &e, &tau, &query, -1),
-                        "dsytrd", "workspace query failed")
+        try checkLAPACK(
+            LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 76 /* L */, Int32(n), &a, Int32(n), &d, &e, &tau, &query, -1),
+            "dsytrd", "workspace query failed")
         var work = [Double](repeating: 0, count: max(Int(query), 64 * n))
-        try checkLAPACK(LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 76, Int32(n), &a, Int32(n), &d, &e, &tau, &work, Int32(work.count)),
-                        "dsytrd", "reduction to tridiagonal form failed")
-        var values = d, offDiagonal = e
-        try checkLAPACK(LAPACKE_dsterf(Int32(n), &values, &offDiagonal), "dsterf", "eigenvalue algorithm failed to converge")
+        try checkLAPACK(
+            LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 76, Int32(n), &a, Int32(n), &d, &e, &tau, &work, Int32(work.count)),
+            "dsytrd", "reduction to tridiagonal form failed")
+        var values = d
+        var offDiagonal = e
+        try checkLAPACK(
+            LAPACKE_dsterf(Int32(n), &values, &offDiagonal), "dsterf", "eigenvalue algorithm failed to converge")
         guard top > 0 else { return (values, []) }
         // dstemr wants e of length n (last entry workspace) and overwrites d and e.
-        var dd = d, ee = e + [0]
+        var dd = d
+        var ee = e + [0]
         var found: Int32 = 0
         var w = [Double](repeating: 0, count: n)
         var z = [Double](repeating: 0, count: n * top)
@@ -76,18 +84,24 @@ public struct SymmetricEigen: Sendable {
         var tryrac: Int32 = 1
         var stemrWork = [Double](repeating: 0, count: 18 * n)
         var iwork = [Int32](repeating: 0, count: 10 * n)
-        try checkLAPACK(LAPACKE_dstemr_work(LAPACK_COL_MAJOR, 86 /* V */, 73 /* I */, Int32(n), &dd, &ee, 0, 0,
-                                            Int32(n - top + 1), Int32(n), &found, &w, &z, Int32(n), Int32(top), &isuppz,
-                                            &tryrac, &stemrWork, Int32(stemrWork.count), &iwork, Int32(iwork.count)),
-                        "dstemr", "eigenvector algorithm failed to converge")
+        try checkLAPACK(
+            LAPACKE_dstemr_work(
+                LAPACK_COL_MAJOR, 86 /* V */, 73 /* I */, Int32(n), &dd, &ee, 0, 0,
+                Int32(n - top + 1), Int32(n), &found, &w, &z, Int32(n), Int32(top), &isuppz,
+                &tryrac, &stemrWork, Int32(stemrWork.count), &iwork, Int32(iwork.count)),
+            "dstemr", "eigenvector algorithm failed to converge")
         guard Int(found) == top else {
             throw NumericalError(routine: "dstemr", info: 0, message: "returned \(found) of \(top) eigenvectors")
         }
-        try checkLAPACK(LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 76 /* L */, 76 /* L */, 78 /* N */, Int32(n), Int32(top),
-                                            &a, Int32(n), &tau, &z, Int32(n), &query, -1), "dormtr", "workspace query failed")
+        try checkLAPACK(
+            LAPACKE_dormtr_work(
+                LAPACK_COL_MAJOR, 76 /* L */, 76 /* L */, 78 /* N */, Int32(n), Int32(top),
+                &a, Int32(n), &tau, &z, Int32(n), &query, -1), "dormtr", "workspace query failed")
         var ormWork = [Double](repeating: 0, count: max(Int(query), 64 * top))
-        try checkLAPACK(LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 76, 76, 78, Int32(n), Int32(top), &a, Int32(n), &tau, &z, Int32(n),
-                                            &ormWork, Int32(ormWork.count)), "dormtr", "back-transformation failed")
+        try checkLAPACK(
+            LAPACKE_dormtr_work(
+                LAPACK_COL_MAJOR, 76, 76, 78, Int32(n), Int32(top), &a, Int32(n), &tau, &z, Int32(n),
+                &ormWork, Int32(ormWork.count)), "dormtr", "back-transformation failed")
         return (values, z)
     }
 

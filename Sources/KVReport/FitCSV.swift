@@ -16,12 +16,13 @@ public enum FitCSV {
                 totals[unit.kind, default: [:]][layer] = (old.rank + unit.rank, old.dimension + unit.dimension)
             }
         }
-        for kind in report.fit.perLayer.keys.sorted() {
+        for kind in TensorKind.canonicalOrder(report.fit.perLayer.keys) {
             for (i, layer) in report.layers.enumerated() {
                 let (rank, dimension) = totals[kind]?[layer] ?? (0, 0)
                 let held = cell(report.heldOut?.perLayer[kind]?[i] ?? nil)
                 let external = cell(report.external?.perLayer[kind]?[i] ?? nil)
-                lines.append("\(layer),\(kind),\(rank),\(dimension),\(cell(report.fit.perLayer[kind]![i])),\(held),\(external)")
+                let fitted = cell(report.fit.perLayer[kind]?[i] ?? nil)
+                lines.append("\(layer),\(kind),\(rank),\(dimension),\(fitted),\(held),\(external)")
             }
         }
         return lines.joined(separator: "\n") + "\n"

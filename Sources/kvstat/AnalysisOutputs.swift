@@ -11,7 +11,10 @@ enum AnalysisOutputs {
         let files = try AnalysisFiles.render(report)
         try OutputDirectory.write(files, to: directory, marking: command)
         if !quiet {
-            FileHandle.standardError.write(Data("kvstat: wrote \(directory)/stats.json, report.html, summary.md and \(files.count - 3) CSV files\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "kvstat: wrote \(directory)/stats.json, report.html, summary.md and \(files.count - 3) CSV files\n"
+                        .utf8))
         }
     }
 }

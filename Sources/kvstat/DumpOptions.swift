@@ -6,10 +6,18 @@ struct DumpOptions: ParsableArguments {
     @Argument(help: "The HDF5 dump to read.")
     var dump: String
 
-    @Option(name: .long, help: ArgumentHelp("Layout description (JSON or YAML) for dumps kvstat does not detect.", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Layout description (JSON or YAML) for dumps kvstat does not detect.", valueName: "file"))
     var layout: String?
 
-    @Option(name: .long, help: "Token rows per streamed block, ≥ 1; larger values are clipped to the valid tokens read (memory is one block per tensor being read, checked against the machine's before reading).")
+    @Option(
+        name: .long,
+        help:
+            ArgumentHelp("Token rows per streamed block, ≥ 1; larger values are clipped to the valid tokens read "
+                + "(memory is one "
+                + "block per tensor being read, checked against the machine's before reading).")
+    )
     var blockTokens: Int = TokenBlockReader.defaultBlockTokens
 
     func validate() throws {

@@ -9,7 +9,10 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate the projections of a fit-lowrank artifact on a dump.",
-        discussion: "Prints JSON (relative Frobenius error per layer and overall) on stdout; CSKV's window and quantization are applied as fitted.")
+        discussion:
+            "Prints JSON (relative Frobenius error per layer and overall) on stdout; CSKV's window and quantization "
+                + "are applied as fitted."
+    )
 
     @Option(help: ArgumentHelp("Directory written by fit-lowrank (its projections.h5 is read).", valueName: "dir"))
     var artifact: String
@@ -29,8 +32,9 @@ struct EvalCommand: ParsableCommand {
                 settings.quantization = manifest.options.quantization
                 settings.quantGroup = manifest.options.quantGroup
             }
-            let errors = try ReconstructionEvaluator.evaluate(dump, runs: dump.tokenRuns, projections: projections,
-                                                             ranks: manifest.units.map(\.rank), settings: settings)
+            let errors = try ReconstructionEvaluator.evaluate(
+                dump, runs: dump.tokenRuns, projections: projections,
+                ranks: manifest.units.map(\.rank), settings: settings)
             let kinds = Set(projections.map(\.kind)).sorted()
             let result = LowRankFit.errors(errors, layers: manifest.layers, kinds: kinds, tokens: dump.shape.tokens)
             try dump.checkUnchanged()  // exit 75, before anything is printed

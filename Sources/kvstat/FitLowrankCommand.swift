@@ -8,21 +8,38 @@ import KVStat
 struct FitLowrankCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fit-lowrank",
-        abstract: "Fit low-rank projections (pca, xKV, MatryoshkaKV, CSKV styles) and evaluate their reconstruction error.",
-        discussion: "Writes projections.safetensors, projections.h5, manifest.json (schema kvstat.fit/1), fit.csv and report.html; with --sweep also sweep.csv. Give at most one budget: --rank, --keep-ratio, --energy or --compression (default --keep-ratio 0.25). Definitions: docs/fit-lowrank.md.")
+        abstract:
+            "Fit low-rank projections (pca, xKV, MatryoshkaKV, CSKV styles) and evaluate their reconstruction error.",
+        discussion:
+            "Writes projections.safetensors, projections.h5, manifest.json (schema kvstat.fit/1), fit.csv and "
+                + "report.html; with --sweep also sweep.csv. Give at most one budget: --rank, --keep-ratio, "
+                    + "--energy or --compression (default --keep-ratio 0.25). Definitions: docs/fit-lowrank.md."
+    )
 
     @OptionGroup var options: DumpOptions
 
     @Option(help: "pca, xkv, matryoshka or cskv.")
     var method: String = "pca"
 
-    @Option(help: ArgumentHelp("pca: one projection per layer, head or group of N heads (layer, head, group:N).", valueName: "g"))
+    @Option(
+        help: ArgumentHelp(
+            "pca: one projection per layer, head or group of N heads (layer, head, group:N).", valueName: "g"))
     var granularity: String = "layer"
 
-    @Option(help: "The same rank r ≥ 1 for every projection (xkv: per group of layers), clipped to each projection's dimension.")
+    @Option(
+        help:
+            ArgumentHelp("The same rank r ≥ 1 for every projection (xkv: per group of layers), clipped to each "
+                + "projection's "
+                + "dimension.")
+    )
     var rank: Int?
 
-    @Option(help: "Stored floats per token ÷ original floats per token, in (0, 1] (projection matrices are a fixed cost, reported apart).")
+    @Option(
+        help:
+            ArgumentHelp("Stored floats per token ÷ original floats per token, in (0, 1] (projection matrices are a "
+                + "fixed cost, "
+                + "reported apart).")
+    )
     var keepRatio: Double?
 
     @Option(help: "Per projection, the smallest rank reaching this fraction of the energy, in (0, 1].")
@@ -49,13 +66,19 @@ struct FitLowrankCommand: ParsableCommand {
     @Option(help: "Hold out the last fraction h in [0, 1) of sequences (of tokens for one sequence) for evaluation.")
     var holdout = 0.0
 
-    @Option(name: .customLong("eval"), help: ArgumentHelp("Also evaluate on another dump of the same model.", valueName: "dump"))
+    @Option(
+        name: .customLong("eval"),
+        help: ArgumentHelp("Also evaluate on another dump of the same model.", valueName: "dump"))
     var evalDump: String?
 
-    @Option(help: ArgumentHelp("Layers to fit, e.g. 0-7,12 (layer numbers as the file names them; each must exist).", valueName: "list"))
+    @Option(
+        help: ArgumentHelp(
+            "Layers to fit, e.g. 0-7,12 (layer numbers as the file names them; each must exist).", valueName: "list"))
     var layers: String?
 
-    @Option(help: "Query positions per sequence sampled for attention-level errors, 0…1000000 (dumps with queries; 0: none).")
+    @Option(
+        help:
+            "Query positions per sequence sampled for attention-level errors, 0…1000000 (dumps with queries; 0: none).")
     var attentionQueries = 64
 
     @Flag(inversion: .prefixedNo, help: "Causal mask for attention-level errors (keys after a query are masked).")
@@ -64,10 +87,14 @@ struct FitLowrankCommand: ParsableCommand {
     @Flag(help: "Every method over the ladder of keep ratios: the error-versus-memory curve (sweep.csv).")
     var sweep = false
 
-    @Option(help: ArgumentHelp("Keep ratios of the matryoshka ladder and of --sweep: 1…64 numbers in (0, 1].", valueName: "list"))
+    @Option(
+        help: ArgumentHelp(
+            "Keep ratios of the matryoshka ladder and of --sweep: 1…64 numbers in (0, 1].", valueName: "list"))
     var ladder: String = "0.125,0.25,0.375,0.5,0.75"
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Output directory (default: kvstat-out/<dump name>-<method>).", valueName: "dir"))
+    @Option(
+        name: .shortAndLong,
+        help: ArgumentHelp("Output directory (default: kvstat-out/<dump name>-<method>).", valueName: "dir"))
     var output: String?
 
     @Flag(help: "No progress on stderr.")
@@ -89,12 +116,18 @@ struct FitLowrankCommand: ParsableCommand {
     /// The options as KVStat takes them, checked; `layers` is left nil (run() matches --layers against the dump).
     func fitOptions() throws -> FitOptions {
         var o = FitOptions()
-        guard let m = FitMethod(rawValue: method) else { throw ValidationError("--method: choose pca, xkv, matryoshka or cskv (got '\(method)')") }
+        guard let m = FitMethod(rawValue: method) else {
+            throw ValidationError("--method: choose pca, xkv, matryoshka or cskv (got '\(method)')")
+        }
         o.method = m
-        guard let g = Granularity(granularity) else { throw ValidationError("--granularity: choose layer, head or group:N (got '\(granularity)')") }
+        guard let g = Granularity(granularity) else {
+            throw ValidationError("--granularity: choose layer, head or group:N (got '\(granularity)')")
+        }
         o.granularity = g
         let budgets = [rank != nil, keepRatio != nil, energy != nil, compression != nil].filter { $0 }.count
-        guard budgets <= 1 else { throw ValidationError("give at most one of --rank, --keep-ratio, --energy, --compression") }
+        guard budgets <= 1 else {
+            throw ValidationError("give at most one of --rank, --keep-ratio, --energy, --compression")
+        }
         if let rank {
             try OptionBounds.check(rank, "--rank", in: 1...Int.max)
             o.budget = .rank(rank)
@@ -113,7 +146,9 @@ struct FitLowrankCommand: ParsableCommand {
         o.groupSize = groupSize
         try OptionBounds.check(window, "--window", in: 0...Int.max)
         o.window = window
-        guard let q = LatentQuantization(rawValue: quant) else { throw ValidationError("--quant: choose none, int8 or int4 (got '\(quant)')") }
+        guard let q = LatentQuantization(rawValue: quant) else {
+            throw ValidationError("--quant: choose none, int8 or int4 (got '\(quant)')")
+        }
         o.quantization = q
         try OptionBounds.check(quantGroup, "--quant-group", in: 1...FitLowrankCommand.maxQuantGroup)
         o.quantGroup = quantGroup
@@ -121,11 +156,17 @@ struct FitLowrankCommand: ParsableCommand {
         o.holdout = holdout
         // Checked here; the numbers are matched against the dump's (or state's) layers once it is open, in run().
         if let layers { _ = try LayerList.parse(layers) }
-        let rungs = ladder.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        let rungs = ladder.split(separator: ",", omittingEmptySubsequences: false).map {
+            Double($0.trimmingCharacters(in: .whitespaces))
+        }
         // NaN fails both comparisons, so `$0 > 0 && $0 <= 1` refuses it; ±inf fails one of them.
         guard (1...FitLowrankCommand.maxLadderRungs).contains(rungs.count),
-              rungs.allSatisfy({ $0.map { $0.isFinite && $0 > 0 && $0 <= 1 } ?? false }) else {
-            throw ValidationError("--ladder: 1…\(FitLowrankCommand.maxLadderRungs) comma-separated keep ratios, each a finite number in (0, 1], e.g. 0.125,0.25,0.5 (got '\(ladder)')")
+            rungs.allSatisfy({ $0.map { $0.isFinite && $0 > 0 && $0 <= 1 } ?? false })
+        else {
+            throw ValidationError(
+                "--ladder: 1…\(FitLowrankCommand.maxLadderRungs) comma-separated keep ratios, each a finite number "
+                    + "in (0, 1], e.g. 0.125,0.25,0.5 (got '\(ladder)')"
+            )
         }
         o.ladder = rungs.map { $0! }
         try OptionBounds.check(attentionQueries, "--attention-queries", in: 0...FitLowrankCommand.maxAttentionQueries)
@@ -138,8 +179,10 @@ struct FitLowrankCommand: ParsableCommand {
     func run() throws {
         try reportingErrors(json: logJSON) {
             var fit = try fitOptions()
-            let directory = output ?? "kvstat-out/"
-                + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-" + fit.method.rawValue
+            let directory =
+                output ?? "kvstat-out/"
+                + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-"
+                + fit.method.rawValue
             let markFolder = try checkOutputs(directory)  // exit 73 before any work
             let progress = ProgressLine(quiet: quiet, json: logJSON)
             // A state file (a batch corpus, merge --save-state) is fitted from its Grams; anything else is a dump.
@@ -149,27 +192,37 @@ struct FitLowrankCommand: ParsableCommand {
             var opened: [Dump] = []  // dumps read, checked unchanged before anything is written
             if fromState {
                 guard !sweep, evalDump == nil else {
-                    throw DumpError(.badData, "--sweep and --eval need a dump, not a state file", file: options.dump)
+                    throw DumpError(.usage, "--sweep and --eval need a dump, not a state file", file: options.dump)
                 }
                 let state = try AnalysisStateFile.load(options.dump)
                 model = FitModel(DumpSummary.combining(state.sources))
                 if let layers {
                     // A state is fitted on all its layers' Grams; naming fewer cannot be honoured.
-                    let named = try LayerList.resolve(layers, option: "--layers", noun: "layers", in: state.layers.sorted(), file: options.dump)
+                    let named = try LayerList.resolve(
+                        layers, option: "--layers", noun: "layers", in: state.layers.sorted(), file: options.dump)
                     guard named.count == state.layers.count else {
-                        throw DumpError(.usage, "--layers: a state file is fitted on all its layers (\(IndexList.text(state.layers))); fit a dump to choose layers", file: options.dump)
+                        throw DumpError(
+                            .usage,
+                            "--layers: a state file is fitted on all its layers (\(IndexList.text(state.layers))); "
+                                + "fit a dump to choose layers",
+                            file: options.dump)
                     }
                 }
-                result = try StateFit.run(state, path: options.dump, options: fit,
-                                          version: KVStatVersion.current, command: CommandLine.arguments)
+                result = try StateFit.run(
+                    state, path: options.dump, options: fit,
+                    version: KVStatVersion.current, command: CommandLine.arguments)
             } else {
                 let other = try evalDump.map { path throws(DumpError) in try Dump(path: path) }
                 let dump = try options.open()
                 model = FitModel(dump)
-                fit.layers = try layers.map { try LayerList.resolve($0, option: "--layers", noun: "layers", in: dump.layerNumbers, file: dump.path) }
+                fit.layers = try layers.map {
+                    try LayerList.resolve(
+                        $0, option: "--layers", noun: "layers", in: dump.layerNumbers, file: dump.path)
+                }
                 opened = [dump] + (other.map { [$0] } ?? [])
-                result = try LowRankFit.run(dump, options: fit, evalDump: other, version: KVStatVersion.current,
-                                            command: CommandLine.arguments, progress: progress.update)
+                result = try LowRankFit.run(
+                    dump, options: fit, evalDump: other, version: KVStatVersion.current,
+                    command: CommandLine.arguments, progress: progress.update)
             }
             var report = result.report
             report.model = model  // the model fitted on, for `kvstat eval` to check
@@ -194,10 +247,15 @@ struct FitLowrankCommand: ParsableCommand {
             progress.finish(output: directory)
             if !quiet && !logJSON {
                 // An undefined error (zero energy) prints as "undefined", never as 0.
-                func error(_ value: Double??) -> String { (value ?? nil).map { String(format: "%.4f", $0) } ?? "undefined (zero energy)" }
+                func error(_ value: Double??) -> String {
+                    (value ?? nil).map { String(format: "%.4f", $0) } ?? "undefined (zero energy)"
+                }
                 let held = report.heldOut.map { ", held-out error " + error($0.overall["all"]) } ?? ""
-                let line = String(format: "kvstat: %@ at %.3f of the memory (%.1f×): fit error ", report.method, report.memoryRatio,
-                                  report.compression) + error(report.fit.overall["all"]) + held + "; wrote \(directory)\n"
+                let line =
+                    String(
+                        format: "kvstat: %@ at %.3f of the memory (%.1f×): fit error ", report.method,
+                        report.memoryRatio,
+                        report.compression) + error(report.fit.overall["all"]) + held + "; wrote \(directory)\n"
                 FileHandle.standardError.write(Data(line.utf8))
             }
         }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import CProcessControl
 import Foundation
+import KVBatch
 import KVStat
 
 @main
@@ -9,10 +10,15 @@ struct KVStatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvstat",
         abstract: "Statistics and low-rank fits for LLM key/value-cache dumps in HDF5.",
-        discussion: "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output not writable (or it would replace an input or a user's file), 70 internal error (docs/exit-codes.md).",
+        discussion:
+            "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output "
+                + "not writable (or it would replace an input or a user's file), 70 internal error "
+                    + "(docs/exit-codes.md).",
         version: KVStatVersion.current,
-        subcommands: [InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self,
-                      ReportCommand.self, BatchCommand.self])
+        subcommands: [
+            InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self,
+            ReportCommand.self, BatchCommand.self,
+        ])
 
     /// Parses and runs a subcommand. Every failure ends as one stderr line and a documented exit code
     /// (ArgumentParser's own usage errors included: no "Usage:"/"See --help" lines after them), and the
@@ -49,16 +55,20 @@ struct KVStatCommand: ParsableCommand {
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: "; ")
         let hint = "see 'kvstat \(subcommand.map { $0 + " " } ?? "")--help'"
         // JSON when --log-json is one of kvstat's own options (not the value of batch's --fit).
-        let json = arguments.indices.contains { arguments[$0] == "--log-json" && ($0 == 0 || arguments[$0 - 1] != "--fit") }
+        let json = arguments.indices.contains {
+            arguments[$0] == "--log-json" && ($0 == 0 || arguments[$0 - 1] != "--fit")
+        }
         _ = failing(with: "\(message) (\(hint))", code: code, json: json)
         return code
     }
 
-    /// A batch child (KVSTAT_DIE_WITH_PARENT = the batch's pid) asks the kernel to kill it when the batch
-    /// exits, so a batch killed with SIGKILL leaves no child writing into its folder; if the batch is
-    /// already gone, the child stops at once.
+    /// A batch child (`ChildEnvironment.dieWithParent`, KVSTAT_DIE_WITH_PARENT = the batch's pid) asks the
+    /// kernel to kill it when the batch exits, so a batch killed with SIGKILL leaves no child writing into its
+    /// folder; if the batch is already gone, the child stops at once (exit 70).
     static func dieWithBatchParent() {
-        guard let text = ProcessInfo.processInfo.environment["KVSTAT_DIE_WITH_PARENT"], let parent = Int32(text) else { return }
+        guard let text = ProcessInfo.processInfo.environment[ChildEnvironment.dieWithParent],
+            let parent = Int32(text)
+        else { return }
         _ = kv_set_parent_death_signal(SIGKILL)
         if getppid() != parent { Foundation.exit(70) }
     }

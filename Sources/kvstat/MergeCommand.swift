@@ -8,9 +8,14 @@ struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
         abstract: "Merge state files saved by `analyze --save-state` and write the combined statistics.",
-        discussion: "The states must come from the same model (channel counts), the same layers and the same --only, --center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the first state. The result equals one analysis of all the states' tokens (docs/statistics.md).")
+        discussion:
+            "The states must come from the same model (channel counts), the same layers and the same --only, "
+                + "--center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the "
+                    + "first state. The result equals one analysis of all the states' tokens (docs/statistics.md)."
+    )
 
-    @Argument(help: ArgumentHelp("State files (HDF5, from analyze --save-state or merge --save-state).", valueName: "state"))
+    @Argument(
+        help: ArgumentHelp("State files (HDF5, from analyze --save-state or merge --save-state).", valueName: "state"))
     var states: [String]
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Output directory.", valueName: "dir"))
@@ -22,10 +27,11 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "No messages on stderr.")
     var quiet = false
 
-    @Flag(help: """
-        Write into an -o folder holding files kvstat did not write, and replace a --save-state file that is not a \
-        kvstat state file (never an input).
-        """)
+    @Flag(
+        help: """
+            Write into an -o folder holding files kvstat did not write, and replace a --save-state file that is not a \
+            kvstat state file (never an input).
+            """)
     var force = false
 
     func validate() throws {
@@ -42,10 +48,13 @@ struct MergeCommand: ParsableCommand {
                 // Name both files: the earlier one holding the same tokens, or the first (whose model and
                 // options every state must share).
                 if let earlier = parts.first(where: { AnalysisState.overlap($0.sources, next.sources) != nil }),
-                   let (a, b) = AnalysisState.overlap(earlier.sources, next.sources) {
-                    throw DumpError(.badData, "holds tokens \(earlier.path) already holds "
-                                    + "(\(DumpSummary.describeOverlap(b, a))); merging them would count those tokens twice",
-                                    file: path)
+                    let (a, b) = AnalysisState.overlap(earlier.sources, next.sources)
+                {
+                    throw DumpError(
+                        .badData,
+                        "holds tokens \(earlier.path) already holds "
+                            + "(\(DumpSummary.describeOverlap(b, a))); merging them would count those tokens twice",
+                        file: path)
                 }
                 do {
                     try merged.merge(next)

@@ -23,7 +23,10 @@ final class ProgressLine: @unchecked Sendable {
     func update(_ p: AnalysisProgress) {
         guard mode != .off else { return }
         let now = Date()
-        if p.stage != stage { stage = p.stage; stageStart = lastReport }
+        if p.stage != stage {
+            stage = p.stage
+            stageStart = lastReport
+        }
         lastReport = now
         let interval = mode == .json ? 1.0 : 0.2
         guard now.timeIntervalSince(lastDraw) > interval || p.completed == p.total else { return }
@@ -36,8 +39,10 @@ final class ProgressLine: @unchecked Sendable {
             let line = String(format: "\r%@: %d/%d  %.0f MB/s  ETA %.0fs   ", p.stage, p.completed, p.total, rate, eta)
             FileHandle.standardError.write(Data(line.utf8))
         case .json:
-            JSONText.event(["event": "progress", "stage": p.stage, "completed": p.completed, "total": p.total,
-                                "mb_per_s": (rate * 10).rounded() / 10, "eta_s": eta.rounded()])
+            JSONText.event([
+                "event": "progress", "stage": p.stage, "completed": p.completed, "total": p.total,
+                "mb_per_s": (rate * 10).rounded() / 10, "eta_s": eta.rounded(),
+            ])
         case .off:
             break
         }

@@ -1,6 +1,7 @@
 // SHA-256 of files against known digests (FIPS 180-2 examples) and against Python's hashlib.
 import Foundation
 import Testing
+
 @testable import FileDigest
 
 @Suite struct SHA256Tests {
@@ -13,7 +14,10 @@ import Testing
     @Test func knownDigests() throws {
         let empty = try temporaryFile(Data())
         let abc = try temporaryFile(Data("abc".utf8))
-        defer { unlink(empty); unlink(abc) }
+        defer {
+            unlink(empty)
+            unlink(abc)
+        }
         #expect(try SHA256.hex(ofFileAt: empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(try SHA256.hex(ofFileAt: abc) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
@@ -26,12 +30,16 @@ import Testing
         defer { unlink(path) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())", path]
+        process.arguments = [
+            "python3", "-c", "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+            path,
+        ]
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
         process.waitUntilExit()
-        let expected = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let expected = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try SHA256.hex(ofFileAt: path, chunkBytes: 4096) == expected)
     }
 

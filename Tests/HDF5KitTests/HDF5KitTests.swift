@@ -1,6 +1,7 @@
 // HDF5Kit against libhdf5: round trips of datasets and attributes, hyperslab reads, filters, and errors.
 import Foundation
 import Testing
+
 @testable import HDF5Kit
 
 @Suite struct HDF5KitTests {
@@ -33,15 +34,21 @@ import Testing
         #expect(try dataset.readAll(as: Float.self) == values)
         // [1, 1..<3, 2..<4] of a [2,3,4] array: rows (1,1,2..3) and (1,2,2..3).
         var slab = [Float](repeating: -1, count: 4)
-        try slab.withUnsafeMutableBytes { try dataset.read(start: [1, 1, 2], count: [1, 2, 2], as: .float32, into: $0) }
+        try slab.withUnsafeMutableBytes {
+            try dataset.read(start: [1, 1, 2], count: [1, 2, 2], as: .float32, into: $0)
+        }
         #expect(slab == [18, 19, 22, 23].map { $0 * 0.5 })
         var wide = [Double](repeating: 0, count: 2)
-        try wide.withUnsafeMutableBytes { try dataset.read(start: [0, 0, 0], count: [1, 1, 2], as: .float64, into: $0) }
+        try wide.withUnsafeMutableBytes {
+            try dataset.read(start: [0, 0, 0], count: [1, 1, 2], as: .float64, into: $0)
+        }
         #expect(wide == [0, 0.5])
         #expect(try root.dataset("layers/0/lengths").readAll(as: Int64.self) == [3, 1])
         #expect(try root.group("layers").memberNames() == ["0"])
         #expect(throws: HDF5Error.self) {
-            try slab.withUnsafeMutableBytes { try dataset.read(start: [1, 2, 2], count: [1, 2, 2], as: .float32, into: $0) }
+            try slab.withUnsafeMutableBytes {
+                try dataset.read(start: [1, 2, 2], count: [1, 2, 2], as: .float32, into: $0)
+            }
         }
     }
 
@@ -76,14 +83,18 @@ import Testing
         #expect(lzf.filters.contains { $0.name == "lzf" && !$0.available })
         var buffer = [Float](repeating: 0, count: lzf.shape.reduce(1, *))
         let error = #expect(throws: HDF5Error.self) {
-            try buffer.withUnsafeMutableBytes { try lzf.read(start: lzf.shape.map { _ in 0 }, count: lzf.shape, as: .float32, into: $0) }
+            try buffer.withUnsafeMutableBytes {
+                try lzf.read(start: lzf.shape.map { _ in 0 }, count: lzf.shape, as: .float32, into: $0)
+            }
         }
         #expect(error?.code == .unavailableFilter)
         #expect(error?.description.contains("h5repack -f GZIP=4") == true)
     }
 
     @Test func openErrorsAreDistinct() throws {
-        let missing = #expect(throws: HDF5Error.self) { try HDF5File.open(directory.appendingPathComponent("none.h5").path) }
+        let missing = #expect(throws: HDF5Error.self) {
+            try HDF5File.open(directory.appendingPathComponent("none.h5").path)
+        }
         #expect(missing?.code == .fileNotFound)
         let text = directory.appendingPathComponent("text.h5")
         try Data("not hdf5\n".utf8).write(to: text)

@@ -3,6 +3,7 @@
 // with nothing left behind.
 import Foundation
 import Testing
+
 @testable import HDF5Kit
 
 @Suite struct HDF5MemoryImageTests {

@@ -2,6 +2,7 @@
 // SQLite ledger and the output-folder lock.
 import Foundation
 import Testing
+
 @testable import KVBatch
 
 @Suite struct BatchPartsTests {
@@ -20,8 +21,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         #expect(BatchInputs.expand([root]) == ["\(root)/a/b/z.h5", "\(root)/a/y.hdf5", "\(root)/x.h5"])
         #expect(BatchInputs.expand(["\(root)/a/*.hdf5"]) == ["\(root)/a/y.hdf5"])
-        try "# two dumps\nx.h5\n\na/b/z.h5\nmissing.h5\n".write(toFile: root + "/list.txt", atomically: true, encoding: .utf8)
-        #expect(BatchInputs.expand([root + "/list.txt", root + "/x.h5"]) == ["\(root)/a/b/z.h5", "\(root)/missing.h5", "\(root)/x.h5"])
+        try "# two dumps\nx.h5\n\na/b/z.h5\nmissing.h5\n".write(
+            toFile: root + "/list.txt", atomically: true, encoding: .utf8)
+        #expect(
+            BatchInputs.expand([root + "/list.txt", root + "/x.h5"]) == [
+                "\(root)/a/b/z.h5", "\(root)/missing.h5", "\(root)/x.h5",
+            ])
     }
 
     @Test func shardsPartitionTheSortedList() {

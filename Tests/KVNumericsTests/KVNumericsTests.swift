@@ -1,6 +1,7 @@
 // The numeric wrappers against independent computations: Swift's own Float16, direct formulas, LAPACK SVD.
 import Foundation
 import Testing
+
 @testable import KVNumerics
 
 /// A small deterministic generator so tests do not depend on the platform's random source.
@@ -14,7 +15,8 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
     mutating func normal() -> Float {
-        let u = Float.random(in: Float.ulpOfOne..<1, using: &self), v = Float.random(in: 0..<1, using: &self)
+        let u = Float.random(in: Float.ulpOfOne..<1, using: &self)
+        let v = Float.random(in: 0..<1, using: &self)
         return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
     }
 }
@@ -38,21 +40,26 @@ struct SplitMix64: RandomNumberGenerator {
         let values: [Float] = [1, -2.5, 3.140625, 0, -0, .infinity, 1e-38, 65504]
         let bits = values.map { UInt16($0.bitPattern >> 16) }
         var converted = [Float](repeating: 0, count: values.count)
-        bits.withUnsafeBufferPointer { source in converted.withUnsafeMutableBufferPointer { HalfFloat.bfloat16ToFloat(source, $0) } }
+        bits.withUnsafeBufferPointer { source in
+            converted.withUnsafeMutableBufferPointer { HalfFloat.bfloat16ToFloat(source, $0) }
+        }
         #expect(converted.map(\.bitPattern) == values.map { $0.bitPattern & 0xFFFF_0000 })
     }
 
     /// XᵀX accumulated over blocks equals the direct sum Σ_t x_t x_tᵀ.
     @Test func gramAccumulationMatchesDirectSum() {
         var rng = SplitMix64(state: 1)
-        let rows = 37, columns = 5
+        let rows = 37
+        let columns = 5
         let x = (0..<(rows * columns)).map { _ in rng.normal() }
         var packed = [Double](repeating: 0, count: columns * (columns + 1) / 2)
         var scratch: [Float] = []
         for start in stride(from: 0, to: rows, by: 10) {
             let n = min(10, rows - start)
             x.withUnsafeBufferPointer { p in
-                BLAS.accumulateGram(UnsafeBufferPointer(rebasing: p[(start * columns)..<((start + n) * columns)]), rows: n, columns: columns, into: &packed, scratch: &scratch)
+                BLAS.accumulateGram(
+                    UnsafeBufferPointer(rebasing: p[(start * columns)..<((start + n) * columns)]), rows: n,
+                    columns: columns, into: &packed, scratch: &scratch)
             }
         }
         let gram = Matrix.fromPackedLower(packed, n: columns)
@@ -66,7 +73,8 @@ struct SplitMix64: RandomNumberGenerator {
         let y = (0..<(rows * 2)).map { _ in rng.normal() }
         x.withUnsafeBufferPointer { px in
             y.withUnsafeBufferPointer { py in
-                BLAS.accumulateCrossProduct(px, py, rows: rows, aColumns: columns, bColumns: 2, into: &cross, scratch: &scratch)
+                BLAS.accumulateCrossProduct(
+                    px, py, rows: rows, aColumns: columns, bColumns: 2, into: &cross, scratch: &scratch)
             }
         }
         let direct01 = (0..<rows).reduce(0.0) { $0 + Double(x[$1 * columns + 3]) * Double(y[$1 * 2 + 1]) }
@@ -92,11 +100,15 @@ struct SplitMix64: RandomNumberGenerator {
     /// decomposition (dsyevd) up to sign, and the eigenvalues do not depend on how many vectors were asked for.
     @Test func topEigenvectorsMatchFullDecomposition() throws {
         var rng = SplitMix64(state: 11)
-        let rows = 300, n = 40, k = 6
+        let rows = 300
+        let n = 40
+        let k = 6
         let x = Matrix<Float>(rows: rows, columns: n, values: (0..<(rows * n)).map { _ in rng.normal() })
         var packed = [Double](repeating: 0, count: n * (n + 1) / 2)
         var scratch: [Float] = []
-        x.values.withUnsafeBufferPointer { BLAS.accumulateGram($0, rows: rows, columns: n, into: &packed, scratch: &scratch) }
+        x.values.withUnsafeBufferPointer {
+            BLAS.accumulateGram($0, rows: rows, columns: n, into: &packed, scratch: &scratch)
+        }
         let gram = Matrix.fromPackedLower(packed, n: n)
         let full = try SymmetricEigen(gram, topVectors: n)
         let top = try SymmetricEigen(gram, topVectors: k)
@@ -104,7 +116,8 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(none.vectors == nil)
         #expect(top.values == none.values)  // the same reduction and dsterf
         #expect(zip(full.values, none.values).allSatisfy { abs($0 - $1) <= 1e-12 * none.values[0] })
-        let vf = try #require(full.vectors), vt = try #require(top.vectors)
+        let vf = try #require(full.vectors)
+        let vt = try #require(top.vectors)
         #expect(vt.rows == n && vt.columns == k)
         for j in 0..<k {
             let dot = (0..<n).reduce(0.0) { $0 + vf[$1, j] * vt[$1, j] }
@@ -115,11 +128,14 @@ struct SplitMix64: RandomNumberGenerator {
     /// The eigenvalues of XᵀX are the squared singular values of X (sgesdd on X itself).
     @Test func gramEigenvaluesAreSquaredSingularValues() throws {
         var rng = SplitMix64(state: 7)
-        let rows = 200, columns = 12
+        let rows = 200
+        let columns = 12
         let x = Matrix<Float>(rows: rows, columns: columns, values: (0..<(rows * columns)).map { _ in rng.normal() })
         var packed = [Double](repeating: 0, count: columns * (columns + 1) / 2)
         var scratch: [Float] = []
-        x.values.withUnsafeBufferPointer { BLAS.accumulateGram($0, rows: rows, columns: columns, into: &packed, scratch: &scratch) }
+        x.values.withUnsafeBufferPointer {
+            BLAS.accumulateGram($0, rows: rows, columns: columns, into: &packed, scratch: &scratch)
+        }
         let gram = Matrix.fromPackedLower(packed, n: columns)
         let eigen = try SymmetricEigen(gram)
         let svd = try SingularValueDecomposition(x, computeVectors: true)
@@ -127,7 +143,8 @@ struct SplitMix64: RandomNumberGenerator {
             #expect(abs(lambda.squareRoot() - Double(sigma)) <= 1e-4 * Double(svd.values[0]))
         }
         // U diag(s) Vᵀ reconstructs X.
-        let u = try #require(svd.u), vt = try #require(svd.vt)
+        let u = try #require(svd.u)
+        let vt = try #require(svd.vt)
         var worst: Float = 0
         for i in 0..<rows {
             for j in 0..<columns {
@@ -144,8 +161,10 @@ struct SplitMix64: RandomNumberGenerator {
     func dctMatchesDirectFormula(n: Int, count: Int, measured: Bool) {
         var rng = SplitMix64(state: 3)
         var x = [Float](repeating: 0, count: n * count)
-        let plan = measured ? x.withUnsafeMutableBufferPointer { DCTPlan(length: n, count: count, measuringOn: $0) }
-                            : DCTPlan(length: n, count: count)
+        let plan =
+            measured
+            ? x.withUnsafeMutableBufferPointer { DCTPlan(length: n, count: count, measuringOn: $0) }
+            : DCTPlan(length: n, count: count)
         x = (0..<(n * count)).map { _ in rng.normal() }
         let original = x
         x.withUnsafeMutableBufferPointer { plan.transform($0, into: $0) }

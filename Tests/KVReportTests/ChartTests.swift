@@ -2,6 +2,7 @@
 // line-chart markers with exact values in their hover titles.
 import Foundation
 import Testing
+
 @testable import KVReport
 
 @Suite struct ChartTests {
@@ -44,7 +45,8 @@ import Testing
     }
 
     @Test func heatmapDrawsEveryCellWithItsValue() {
-        var h = Heatmap(title: "CKA", values: [[1, 0.5], [nil, 1]], rowLabel: "layer", columnLabel: "layer", valueLabel: "cka")
+        var h = Heatmap(
+            title: "CKA", values: [[1, 0.5], [nil, 1]], rowLabel: "layer", columnLabel: "layer", valueLabel: "cka")
         h.rowNames = ["3", "4"]
         let svg = h.render()
         #expect(svg.components(separatedBy: "<title>").count - 1 == 3)  // the nil cell is blank
@@ -54,9 +56,11 @@ import Testing
     }
 
     @Test func lineChartMarkersCarryExactValues() {
-        let chart = LineChart(title: "σ", xLabel: "index", yLabel: "value", series: [
-            .init(name: "layer 0", points: [(1, 10), (2, 0.25)], color: ColorMap.categorical[0]),
-        ])
+        let chart = LineChart(
+            title: "σ", xLabel: "index", yLabel: "value",
+            series: [
+                .init(name: "layer 0", points: [(1, 10), (2, 0.25)], color: ColorMap.categorical[0])
+            ])
         let svg = chart.render()
         #expect(svg.contains("<title>layer 0: index 2, value 0.25</title>"))
         #expect(svg.contains("<polyline"))

@@ -1,8 +1,8 @@
 // The text rendering of `kvstat inspect`.
 import Foundation
-import Testing
 import KVReport
 import KVStat
+import Testing
 
 @Suite struct InspectTextTests {
     @Test func byteCounts() {
@@ -17,12 +17,13 @@ import KVStat
         let text = InspectText.render(DumpSummary(try Dump(path: sample)))
         let lines = text.split(separator: "\n")
         // The value column starts where the first run of two spaces ends, at the same offset on every line.
-        let valueColumns = Set(lines.map { line -> Int in
-            let chars = Array(line)
-            var i = 2
-            while i < chars.count && !(chars[i - 2] == " " && chars[i - 1] == " " && chars[i] != " ") { i += 1 }
-            return i
-        })
+        let valueColumns = Set(
+            lines.map { line -> Int in
+                let chars = Array(line)
+                var i = 2
+                while i < chars.count && !(chars[i - 2] == " " && chars[i - 1] == " " && chars[i] != " ") { i += 1 }
+                return i
+            })
         #expect(valueColumns.count == 1)
         #expect(lines.first?.hasPrefix("file ") == true)
         #expect(lines.contains { $0.hasPrefix("query heads") && $0.hasSuffix(" 12") })

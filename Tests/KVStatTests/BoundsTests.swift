@@ -151,7 +151,8 @@ import Testing
             sections: Set(AnalysisSection.allCases), longestWindow: 10, frequencyPanelBytes: 1 << 20,
             alignRank: 32, headDim: headDim)
         #expect(e.bytes(of: "Gram matrices") == 2 * L * (8 * C * (C + 1) / 2 + 8 * C))
-        #expect(e.bytes(of: "channel moments") == 2 * L * 36 * C)
+        // Moments and the position profile (Σ|x| per bucket and channel, plus the bucket counts).
+        #expect(e.bytes(of: "channel moments") == 2 * L * 36 * C + 2 * L * 8 * PositionProfile.bucketCount * (C + 1))
         #expect(e.bytes(of: "token-norm sketches") == 2 * L * (48 * 100 + 24 * 64))
         #expect(e.bytes(of: "cross-layer products") == 2 * P * 8 * C * C)
         // Stages: block pass (2 + 2.5)·4·B·C + 4·C² = 2560; DCT 3.5 × 10·4·4·2 + 80 = 1200;

@@ -4,64 +4,73 @@
 // histogram these results rest on.
 import Foundation
 import Testing
+
 @testable import KVNumerics
 @testable import KVStat
 
 @Suite(.serialized) struct DegenerateStatisticsTests {
     /// Writes the dumps and numpy's answers (reference.json) into argv[1].
     static let script = """
-    import json, sys, h5py, numpy as np
-    from scipy.fft import dct
-    out = sys.argv[1]
-    rng = np.random.default_rng(11)
-    H, T, D = 2, 48, 8
-    g = rng.standard_normal((2, T, H * D)) * np.linspace(0.5, 2.0, H * D)
-    g[1] = 0.6 * g[0] + 0.8 * g[1]                      # layer 1 correlated with layer 0
+        import json, sys, h5py, numpy as np
+        from scipy.fft import dct
+        out = sys.argv[1]
+        rng = np.random.default_rng(11)
+        H, T, D = 2, 48, 8
+        g = rng.standard_normal((2, T, H * D)) * np.linspace(0.5, 2.0, H * D)
+        g[1] = 0.6 * g[0] + 0.8 * g[1]                      # layer 1 correlated with layer 0
 
-    def write(name, layers, dtype="f4"):
-        with h5py.File(f"{out}/{name}.h5", "w") as f:
-            for i, x in enumerate(layers):
-                bhtd = np.asarray(x, dtype=np.float64).reshape(1, -1, H, D).transpose(0, 2, 1, 3).astype(dtype)
-                f[f"layers/{i}/key"] = bhtd
-                f[f"layers/{i}/value"] = bhtd
+        def write(name, layers, dtype="f4"):
+            with h5py.File(f"{out}/{name}.h5", "w") as f:
+                for i, x in enumerate(layers):
+                    bhtd = np.asarray(x, dtype=np.float64).reshape(1, -1, H, D).transpose(0, 2, 1, 3).astype(dtype)
+                    f[f"layers/{i}/key"] = bhtd
+                    f[f"layers/{i}/value"] = bhtd
 
-    def stored(x, dtype="f4"):
-        return np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)
+        def stored(x, dtype="f4"):
+            return np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)
 
-    def cka(a, b):
-        a = a - a.mean(0); b = b - b.mean(0)
-        return float(np.linalg.norm(a.T @ b) ** 2 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)))
+        def cka(a, b):
+            a = a - a.mean(0); b = b - b.mean(0)
+            return float(np.linalg.norm(a.T @ b) ** 2 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)))
 
-    def facts(layers):
-        result = []
-        for x in layers:
-            m = x.mean(0); d = x - m
-            m2 = (d ** 2).sum(0); m4 = (d ** 4).sum(0)
-            y = dct(x, type=2, norm="ortho", axis=0)
-            e = (y ** 2).sum(1)
-            result.append({"sigma": np.linalg.svd(x, compute_uv=False).tolist(),
-                           "kurtosis": (len(x) * m4 / m2 ** 2).tolist(),
-                           "median_norm": float(np.median(np.linalg.norm(x, axis=1))),
-                           "low_eighth": float(e[: len(x) // 8].sum() / e.sum())})
-        return {"layers": result, "cka": cka(layers[0], layers[1])}
+        def facts(layers):
+            result = []
+            for x in layers:
+                m = x.mean(0); d = x - m
+                m2 = (d ** 2).sum(0); m4 = (d ** 4).sum(0)
+                y = dct(x, type=2, norm="ortho", axis=0)
+                e = (y ** 2).sum(1)
+                result.append({"sigma": np.linalg.svd(x, compute_uv=False).tolist(),
+                               "kurtosis": (len(x) * m4 / m2 ** 2).tolist(),
+                               "median_norm": float(np.median(np.linalg.norm(x, axis=1))),
+                               "low_eighth": float(e[: len(x) // 8].sum() / e.sum())})
+            return {"layers": result, "cka": cka(layers[0], layers[1])}
 
-    reference = {}
-    for name, scale in (("base", 1.0), ("huge", 1e20), ("tiny", 1e-25)):
-        write(name, g * scale)
-        reference[name] = facts([stored(x * scale) for x in g])
-    write("zeros", np.zeros_like(g), "f2")
-    consts = np.linspace(-3, 3, H * D)
-    write("const", [np.tile(consts, (T, 1)), np.tile(consts, (T, 1))])
-    reference["const_frobenius"] = float(np.sqrt(T * (stored(consts) ** 2).sum()))
-    write("nanlayer", [np.full((T, H * D), np.nan), g[1]])
-    write("onetoken", [g[0][:1], g[1][:1]])
-    reference["onetoken_norm"] = float(np.linalg.norm(stored(g[0][:1])))
-    json.dump(reference, open(f"{out}/reference.json", "w"))
-    """
+        reference = {}
+        for name, scale in (("base", 1.0), ("huge", 1e20), ("tiny", 1e-25)):
+            write(name, g * scale)
+            reference[name] = facts([stored(x * scale) for x in g])
+        write("zeros", np.zeros_like(g), "f2")
+        consts = np.linspace(-3, 3, H * D)
+        write("const", [np.tile(consts, (T, 1)), np.tile(consts, (T, 1))])
+        reference["const_frobenius"] = float(np.sqrt(T * (stored(consts) ** 2).sum()))
+        write("nanlayer", [np.full((T, H * D), np.nan), g[1]])
+        write("onetoken", [g[0][:1], g[1][:1]])
+        reference["onetoken_norm"] = float(np.linalg.norm(stored(g[0][:1])))
+        json.dump(reference, open(f"{out}/reference.json", "w"))
+        """
 
     struct Reference: Decodable {
-        struct Layer: Decodable { var sigma: [Double]; var kurtosis: [Double]; var median_norm: Double; var low_eighth: Double }
-        struct Facts: Decodable { var layers: [Layer]; var cka: Double }
+        struct Layer: Decodable {
+            var sigma: [Double]
+            var kurtosis: [Double]
+            var median_norm: Double
+            var low_eighth: Double
+        }
+        struct Facts: Decodable {
+            var layers: [Layer]
+            var cka: Double
+        }
         var base: Facts, huge: Facts, tiny: Facts
         var const_frobenius: Double
         var onetoken_norm: Double
@@ -82,11 +91,13 @@ import Testing
         var options = AnalysisOptions()
         options.center = center
         options.blockTokens = 20  // several blocks
-        return try StatsFinisher.finish(try Analyzer.accumulate(try Dump(path: "\(directory)/\(name).h5"), options: options), version: "test")
+        return try StatsFinisher.finish(
+            try Analyzer.accumulate(try Dump(path: "\(directory)/\(name).h5"), options: options), version: "test")
     }
 
     static func reference() throws -> Reference {
-        try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/reference.json")))
+        try JSONDecoder().decode(
+            Reference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/reference.json")))
     }
 
     @Test func zeroTensorHasZeroRanksAndNullRatios() throws {
@@ -156,7 +167,9 @@ import Testing
             }
             // The sketch's median is the centre of a 2^(1/64) bin: within 1.1 %.
             let median = try #require(s.tokenNorms?.medianNorm)
-            #expect(abs(median / expected.median_norm - 1) <= 0.011 + 0.05, "\(name) median \(median) vs \(expected.median_norm)")
+            #expect(
+                abs(median / expected.median_norm - 1) <= 0.011 + 0.05,
+                "\(name) median \(median) vs \(expected.median_norm)")
             let low = try #require(s.frequency?.lowEnergy?[EnergyFraction.key(0.125)])
             #expect(abs(low - expected.low_eighth) <= 1e-4)
         }
@@ -188,10 +201,13 @@ import Testing
 
     /// The fit error is scale-free: 1e20·X fits exactly as X does.
     @Test func fitOnHugeValuesEqualsFitOnScaledValues() throws {
-        let base = try LowRankFit.run(try Dump(path: "\(Self.directory)/base.h5"), options: FitOptions(), version: "test", command: [])
+        let base = try LowRankFit.run(
+            try Dump(path: "\(Self.directory)/base.h5"), options: FitOptions(), version: "test", command: [])
         for name in ["huge", "tiny"] {
-            let scaled = try LowRankFit.run(try Dump(path: "\(Self.directory)/\(name).h5"), options: FitOptions(), version: "test", command: [])
-            let a = try #require(base.report.fit.overall["all"] ?? nil), b = try #require(scaled.report.fit.overall["all"] ?? nil)
+            let scaled = try LowRankFit.run(
+                try Dump(path: "\(Self.directory)/\(name).h5"), options: FitOptions(), version: "test", command: [])
+            let a = try #require(base.report.fit.overall["all"] ?? nil)
+            let b = try #require(scaled.report.fit.overall["all"] ?? nil)
             #expect(abs(a - b) <= 1e-4, "\(name): \(b) vs \(a)")
         }
     }
@@ -206,12 +222,16 @@ import Testing
         values.withUnsafeBufferPointer { v in scaled.withUnsafeMutableBufferPointer { huge.apply(v, into: $0) } }
         for (x, y) in zip(values, scaled) { #expect(Double(y) * huge.undo(power: 1) == Double(x)) }
         let tiny = PowerOfTwoScale(maxMagnitude: 1e-25)
-        #expect(tiny.exponent > 0 && tiny.undo(power: 2) == Double(sign: .plus, exponent: -2 * tiny.exponent, significand: 1))
+        #expect(
+            tiny.exponent > 0
+                && tiny.undo(power: 2) == Double(sign: .plus, exponent: -2 * tiny.exponent, significand: 1))
     }
 
     /// Norms from 1e-30 to 1e30 land in the sparse histogram; merge adds it; the median is within one bin.
     @Test func normSketchCoversEveryFloat32NormAndMerges() {
-        var a = TokenNormSketch(), b = TokenNormSketch(), whole = TokenNormSketch()
+        var a = TokenNormSketch()
+        var b = TokenNormSketch()
+        var whole = TokenNormSketch()
         let norms = (0..<200).map { pow(10.0, -30 + 60 * Double($0) / 199) }
         for (i, norm) in norms.enumerated() {
             let entry = TokenNormSketch.Entry(sequence: 0, token: i, norm: norm)

@@ -2,6 +2,7 @@
 // numbers h5py wrote (Tests/Fixtures/make_fixtures.py).
 import Foundation
 import Testing
+
 @testable import KVStat
 
 @Suite struct DumpReadingTests {
@@ -10,7 +11,8 @@ import Testing
     func readAll(_ dump: Dump, kinds: [String], blockTokens: Int) throws -> (values: [Float], excluded: [String: Int]) {
         var values: [Float] = []
         var excluded: [String: Int] = [:]
-        var oversized = 0, runMismatches = 0
+        var oversized = 0
+        var runMismatches = 0
         for layer in dump.layerNumbers {
             for name in kinds {
                 let kind = try #require(TensorKind(rawValue: name))
@@ -52,15 +54,27 @@ import Testing
         #expect(nonFinite == truth.expect.nonfinite)
         // Exact equality: float16/bfloat16 widen exactly and float64 → float32 rounds the same way as numpy.
         // Rows with a non-finite value are zeroed by the reader, so compare those rows with zero.
-        let columns = values.count / max(truth.layers * truth.kinds.count * truth.tokens, 1)
+        // One tokens × columns matrix per (layer, kind) in truth order; queries have query_heads × head_dim
+        // columns (GQA: more than keys), every other kind kv_heads × head_dim.
         var mismatches = 0
-        for row in 0..<(values.count / max(columns, 1)) {
-            let slice = expected[(row * columns)..<((row + 1) * columns)]
-            let rowIsFinite = slice.allSatisfy(\.isFinite)
-            for c in 0..<columns where values[row * columns + c] != (rowIsFinite ? slice[slice.startIndex + c] : 0) {
-                mismatches += 1
+        var compared = 0
+        var offset = 0
+        for _ in 0..<truth.layers {
+            for kind in truth.kinds {
+                let columns = (kind == "query" ? (truth.queryHeads ?? truth.kvHeads) : truth.kvHeads) * truth.headDim
+                for row in 0..<truth.tokens {
+                    let start = offset + row * columns
+                    let slice = expected[start..<(start + columns)]
+                    let rowIsFinite = slice.allSatisfy(\.isFinite)
+                    for c in 0..<columns {
+                        compared += 1
+                        if values[start + c] != (rowIsFinite ? slice[start + c] : 0) { mismatches += 1 }
+                    }
+                }
+                offset += truth.tokens * columns
             }
         }
+        #expect(compared == expected.count, "compared \(compared) of \(expected.count) values")
         #expect(mismatches == 0, "\(mismatches) values differ from truth")
     }
 
@@ -127,7 +141,10 @@ import Testing
 
     @Test func bundledRealSample() throws {
         let dump = try Dump(path: Fixtures.sample)
-        #expect(dump.shape == DumpShape(layers: 6, sequences: 3, kvHeads: 12, queryHeads: 12, headDim: 32, maxTokens: 192, tokens: 452))
+        #expect(
+            dump.shape
+                == DumpShape(
+                    layers: 6, sequences: 3, kvHeads: 12, queryHeads: 12, headDim: 32, maxTokens: 192, tokens: 452))
         #expect(dump.kinds == [.key, .value, .query])
         #expect(dump.format == .float16)
         #expect(dump.attributes["model"] == "sentence-transformers/all-MiniLM-L6-v2")

@@ -1,5 +1,7 @@
 // Locating the h5py-written fixtures (Tests/Fixtures) and the bundled sample, and reading their truth files.
 import Foundation
+import Testing
+
 @testable import KVStat
 
 enum Fixtures {
@@ -8,7 +10,9 @@ enum Fixtures {
         .deletingLastPathComponent().appendingPathComponent("Fixtures/dumps")
     /// notebooks-data/minilm-sample.h5: a real dump of sentence-transformers/all-MiniLM-L6-v2.
     static let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("notebooks-data/minilm-sample.h5").path
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "notebooks-data/minilm-sample.h5"
+        ).path
 
     static func path(_ name: String) -> String { dumps.appendingPathComponent(name).path }
 
@@ -35,7 +39,8 @@ enum Fixtures {
     static func truth(_ name: String) throws -> Truth {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(Truth.self, from: Data(contentsOf: dumps.appendingPathComponent(name + ".truth.json")))
+        return try decoder.decode(
+            Truth.self, from: Data(contentsOf: dumps.appendingPathComponent(name + ".truth.json")))
     }
 
     /// The truth values: per layer, per kind (in `truth.kinds` order), the rows × channels matrix.
@@ -60,11 +65,11 @@ enum Fixtures {
     static func badInputs() throws -> [BadInput] {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode([BadInput].self, from: Data(contentsOf: dumps.deletingLastPathComponent().appendingPathComponent("bad_inputs.json")))
+        return try decoder.decode(
+            [BadInput].self,
+            from: Data(contentsOf: dumps.deletingLastPathComponent().appendingPathComponent("bad_inputs.json")))
     }
 }
-
-import Testing
 
 extension StatsReport {
     /// The computed pair (layerA, layerB) of `kind`'s similarity list (layer numbers), if any.

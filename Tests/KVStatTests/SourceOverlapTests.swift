@@ -2,6 +2,7 @@
 // count them twice: same file, a sequence in common and intersecting token ranges.
 import Foundation
 import Testing
+
 @testable import KVStat
 
 @Suite struct SourceOverlapTests {
@@ -14,9 +15,11 @@ import Testing
     @Test func partsOverlapOnlyWhenTheyShareTokens() throws {
         let dump = try Dump(path: Fixtures.sample)
         let whole = try Self.part(dump)
-        let first = try Self.part(dump, sequences: [0, 1]), second = try Self.part(dump, sequences: [1, 2]),
-            third = try Self.part(dump, sequences: [2])
-        let head = try Self.part(dump, tokens: 0..<100), tail = try Self.part(dump, tokens: 100..<Int.max)
+        let first = try Self.part(dump, sequences: [0, 1])
+        let second = try Self.part(dump, sequences: [1, 2])
+        let third = try Self.part(dump, sequences: [2])
+        let head = try Self.part(dump, tokens: 0..<100)
+        let tail = try Self.part(dump, tokens: 100..<Int.max)
         #expect(whole.overlaps(whole) && whole.overlaps(third) && third.overlaps(whole))
         #expect(first.overlaps(second) && !first.overlaps(third))
         #expect(!head.overlaps(tail) && head.overlaps(whole) && tail.overlaps(third))

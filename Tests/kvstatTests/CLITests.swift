@@ -15,9 +15,12 @@ struct CLI {
         return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("kvstat")
     }()
 
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static let sample = repository.appendingPathComponent("notebooks-data/minilm-sample.h5").path
-    static func fixture(_ name: String) -> String { repository.appendingPathComponent("Tests/Fixtures/dumps/\(name)").path }
+    static func fixture(_ name: String) -> String {
+        repository.appendingPathComponent("Tests/Fixtures/dumps/\(name)").path
+    }
 
     struct Result {
         var status: Int32
@@ -30,14 +33,17 @@ struct CLI {
         let process = Process()
         process.executableURL = direct ? URL(fileURLWithPath: arguments[0]) : binary
         process.arguments = direct ? Array(arguments.dropFirst()) : arguments
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
 
@@ -74,7 +80,9 @@ struct CLI {
     }
 
     @Test func customLayoutOption() throws {
-        let result = try CLI.run(["inspect", CLI.fixture("custom_thd.h5"), "--layout", CLI.fixture("custom_thd.layout.yaml")])
+        let result = try CLI.run([
+            "inspect", CLI.fixture("custom_thd.h5"), "--layout", CLI.fixture("custom_thd.layout.yaml"),
+        ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("custom"))
     }
@@ -114,15 +122,21 @@ struct CLI {
 
 @Suite struct AnalyzeCLITests {
     @Test func analyzeSampleWritesEveryOutput() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("analyze-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("analyze-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let result = try CLI.run(["analyze", CLI.sample, "-o", directory, "--layers", "0-2", "--quiet"])
         #expect(result.status == 0, "\(result.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         // .kvstat: the folder is kvstat's (OutputFolderMarker).
-        #expect(files == [".kvstat", "channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv",
-                          "spectra.csv", "stats.json", "summary.md"])
-        let stats = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
+        #expect(
+            files == [
+                ".kvstat", "channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv",
+                "spectra.csv", "stats.json", "summary.md",
+            ])
+        let stats = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json")))
+                as? [String: Any])
         #expect(stats["schema"] as? String == "kvstat.stats/2")
         let layers = try #require(stats["layers"] as? [[String: Any]])
         #expect(layers.count == 3)
@@ -145,16 +159,27 @@ struct CLI {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let common = ["--layers", "0-2", "--quiet"]
         let whole = try CLI.run(["analyze", CLI.sample, "-o", directory + "/whole"] + common)
-        let first = try CLI.run(["analyze", CLI.sample, "-o", directory + "/a", "--sequences", "0", "--save-state", directory + "/a.h5"] + common)
-        let second = try CLI.run(["analyze", CLI.sample, "-o", directory + "/b", "--sequences", "1-2", "--save-state", directory + "/b.h5"] + common)
+        let first = try CLI.run(
+            ["analyze", CLI.sample, "-o", directory + "/a", "--sequences", "0", "--save-state", directory + "/a.h5"]
+                + common)
+        let second = try CLI.run(
+            ["analyze", CLI.sample, "-o", directory + "/b", "--sequences", "1-2", "--save-state", directory + "/b.h5"]
+                + common)
         #expect(whole.status == 0 && first.status == 0 && second.status == 0, "\(first.stderr)\(second.stderr)")
-        let merged = try CLI.run(["merge", directory + "/a.h5", directory + "/b.h5", "-o", directory + "/merged", "--quiet"])
+        let merged = try CLI.run([
+            "merge", directory + "/a.h5", directory + "/b.h5", "-o", directory + "/merged", "--quiet",
+        ])
         #expect(merged.status == 0, "\(merged.stderr)")
         func stats(_ name: String) throws -> [String: Any] {
-            try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)/stats.json"))) as? [String: Any])
+            try #require(
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)/stats.json"))) as? [String: Any])
         }
-        let w = try stats("whole"), m = try stats("merged"), a = try stats("a")
-        let dumpW = try #require(w["dump"] as? [String: Any]), dumpM = try #require(m["dump"] as? [String: Any])
+        let w = try stats("whole")
+        let m = try stats("merged")
+        let a = try stats("a")
+        let dumpW = try #require(w["dump"] as? [String: Any])
+        let dumpM = try #require(m["dump"] as? [String: Any])
         #expect(dumpM["tokens"] as? Int == dumpW["tokens"] as? Int)
         #expect((a["dump"] as? [String: Any])?["tokens"] as? Int == 192)
         #expect(dumpM["sha256"] as? String == dumpW["sha256"] as? String)
@@ -162,7 +187,8 @@ struct CLI {
             let lw = try #require((w["layers"] as? [[String: Any]])?[layer]["value"] as? [String: Any])
             let lm = try #require((m["layers"] as? [[String: Any]])?[layer]["value"] as? [String: Any])
             #expect(lw["effective_rank"] as? [String: Int] == lm["effective_rank"] as? [String: Int])
-            let sw = try #require(lw["singular_values"] as? [Double]), sm = try #require(lm["singular_values"] as? [Double])
+            let sw = try #require(lw["singular_values"] as? [Double])
+            let sm = try #require(lm["singular_values"] as? [Double])
             #expect(abs(sw[0] - sm[0]) <= 1e-5 * sw[0])
         }
     }
@@ -186,7 +212,9 @@ struct CLI {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written"))
         let layers = try CLI.run(["analyze", CLI.sample, "--layers", "0-9", "-o", "/tmp/never-written"])
         #expect(layers.status == 65)
-        #expect(layers.stderr.contains("--layers names layers 6-9 that the dump does not have; it has layers 0-5"), "\(layers.stderr)")
+        #expect(
+            layers.stderr.contains("--layers names layers 6-9 that the dump does not have; it has layers 0-5"),
+            "\(layers.stderr)")
     }
 }
 
@@ -198,38 +226,44 @@ struct CLI {
     /// The artifacts load in Python: safetensors (numpy) and h5py hold the same orthonormal projections, and
     /// compressing/reconstructing the dump's keys with them in numpy gives the manifest's error.
     static let python = """
-    import json, sys, h5py, numpy as np
-    from safetensors.numpy import load_file
-    out, dump = sys.argv[1], sys.argv[2]
-    manifest = json.load(open(f"{out}/manifest.json"))
-    tensors = load_file(f"{out}/projections.safetensors")
-    with h5py.File(f"{out}/projections.h5", "r") as h:
-        for unit in manifest["units"]:
-            p = tensors[unit["name"] + ".proj"]
-            assert p.shape == (unit["dimension"], unit["stored_rank"]), (unit["name"], p.shape)
-            assert np.array_equal(p, h[unit["name"]]["proj"][()]), unit["name"]
-            assert np.abs(p.T @ p - np.eye(p.shape[1])).max() < 1e-5, unit["name"]
-    with h5py.File(dump, "r") as f:
-        mask = f["attention_mask"][()].astype(bool)
-        k = f["layers/0/key"][()].transpose(0, 2, 1, 3)[mask].reshape(int(mask.sum()), -1).astype(np.float64)
-    p = tensors["layers.0.key.proj"].astype(np.float64)
-    mu = tensors["layers.0.key.mean"].astype(np.float64)
-    latent = (k - mu) @ p                       # compress: tokens x rank
-    rebuilt = latent @ p.T + mu                 # reconstruct
-    error = np.linalg.norm(k - rebuilt) / np.linalg.norm(k)
-    expected = manifest["fit"]["per_layer"]["key"][0]
-    assert abs(error - expected) < 1e-4, (error, expected)
-    print("ok", error)
-    """
+        import json, sys, h5py, numpy as np
+        from safetensors.numpy import load_file
+        out, dump = sys.argv[1], sys.argv[2]
+        manifest = json.load(open(f"{out}/manifest.json"))
+        tensors = load_file(f"{out}/projections.safetensors")
+        with h5py.File(f"{out}/projections.h5", "r") as h:
+            for unit in manifest["units"]:
+                p = tensors[unit["name"] + ".proj"]
+                assert p.shape == (unit["dimension"], unit["stored_rank"]), (unit["name"], p.shape)
+                assert np.array_equal(p, h[unit["name"]]["proj"][()]), unit["name"]
+                assert np.abs(p.T @ p - np.eye(p.shape[1])).max() < 1e-5, unit["name"]
+        with h5py.File(dump, "r") as f:
+            mask = f["attention_mask"][()].astype(bool)
+            k = f["layers/0/key"][()].transpose(0, 2, 1, 3)[mask].reshape(int(mask.sum()), -1).astype(np.float64)
+        p = tensors["layers.0.key.proj"].astype(np.float64)
+        mu = tensors["layers.0.key.mean"].astype(np.float64)
+        latent = (k - mu) @ p                       # compress: tokens x rank
+        rebuilt = latent @ p.T + mu                 # reconstruct
+        error = np.linalg.norm(k - rebuilt) / np.linalg.norm(k)
+        expected = manifest["fit"]["per_layer"]["key"][0]
+        assert abs(error - expected) < 1e-4, (error, expected)
+        print("ok", error)
+        """
 
     @Test func artifactsRoundTripThroughSafetensorsAndH5py() throws {
         let out = Self.directory("fit")
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let fit = try CLI.run(["fit-lowrank", CLI.sample, "--method", "pca", "--center", "--keep-ratio", "0.25", "--layers", "0-2", "-o", out, "--quiet"])
+        let fit = try CLI.run([
+            "fit-lowrank", CLI.sample, "--method", "pca", "--center", "--keep-ratio", "0.25", "--layers", "0-2", "-o",
+            out, "--quiet",
+        ])
         #expect(fit.status == 0, "\(fit.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
-        #expect(files == [".kvstat", "fit.csv", "manifest.json", "projections.h5", "projections.safetensors",
-                          "report.html"])
+        #expect(
+            files == [
+                ".kvstat", "fit.csv", "manifest.json", "projections.h5", "projections.safetensors",
+                "report.html",
+            ])
         let check = try CLI.run(["/usr/bin/env", "python3", "-c", Self.python, out, CLI.sample], direct: true)
         #expect(check.status == 0 && check.stdout.hasPrefix("ok"), "\(check.stderr)")
         let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n")
@@ -239,7 +273,9 @@ struct CLI {
         let eval = try CLI.run(["eval", "--artifact", out, CLI.sample])
         #expect(eval.status == 0, "\(eval.stderr)")
         let evaluated = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
-        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json"))) as? [String: Any])
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")))
+                as? [String: Any])
         let a = try #require((evaluated["overall"] as? [String: Double])?["all"])
         let b = try #require(((manifest["fit"] as? [String: Any])?["overall"] as? [String: Double])?["all"])
         #expect(abs(a - b) < 1e-9)
@@ -250,12 +286,16 @@ struct CLI {
     @Test func sweepWritesTheCurveAndMatryoshkaNamesHeads() throws {
         let out = Self.directory("sweep")
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let run = try CLI.run(["fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--layers", "0-1", "--window", "16", "-o", out, "--quiet"])
+        let run = try CLI.run([
+            "fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--layers", "0-1", "--window", "16", "-o",
+            out, "--quiet",
+        ])
         #expect(run.status == 0, "\(run.stderr)")
         let sweep = try String(contentsOfFile: out + "/sweep.csv", encoding: .utf8).split(separator: "\n")
         #expect(sweep.first == "method,keep_ratio,memory_ratio,fit_error,held_out_error")
         #expect(sweep.count == 1 + 4 * 5)
-        let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: out + "/projections.safetensors")).readData(ofLength: 1 << 16)
+        let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: out + "/projections.safetensors")).readData(
+            ofLength: 1 << 16)
         #expect(String(decoding: header, as: UTF8.self).contains("layers.1.value.heads.11.proj"))
     }
 
@@ -276,18 +316,27 @@ struct CLI {
         let directory = FitCLITests.directory("report")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let analyze = try CLI.run(["analyze", CLI.sample, "-o", directory + "/stats", "--quiet"])
-        let fit = try CLI.run(["fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--holdout", "0.34", "--window", "32",
-                               "-o", directory + "/fit", "--quiet"])
+        let fit = try CLI.run([
+            "fit-lowrank", CLI.sample, "--method", "matryoshka", "--sweep", "--holdout", "0.34", "--window", "32",
+            "-o", directory + "/fit", "--quiet",
+        ])
         #expect(analyze.status == 0 && fit.status == 0, "\(analyze.stderr)\(fit.stderr)")
         let report = try CLI.run(["report", directory + "/stats", "--fit", directory + "/fit"])
         #expect(report.status == 0, "\(report.stderr)")
         let html = try String(contentsOfFile: directory + "/stats/report.html", encoding: .utf8)
         #expect(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"))
-        let shot = try CLI.run([CLI.repository.appendingPathComponent("scripts/screenshot.sh").path, directory + "/stats/report.html",
-                                directory + "/shot.png"], direct: true)
+        let shot = try CLI.run(
+            [
+                CLI.repository.appendingPathComponent("scripts/screenshot.sh").path, directory + "/stats/report.html",
+                directory + "/shot.png",
+            ], direct: true)
         try #require(shot.status == 0, "headless Chromium failed (scripts/setup.sh installs it): \(shot.stderr)")
-        let check = try CLI.run(["/usr/bin/env", "python3", CLI.repository.appendingPathComponent("Tests/Fixtures/check_report_png.py").path,
-                                 directory + "/shot.png", "dump:table", "spectra", "similarity", "outliers", "frequency", "fits"], direct: true)
+        let check = try CLI.run(
+            [
+                "/usr/bin/env", "python3",
+                CLI.repository.appendingPathComponent("Tests/Fixtures/check_report_png.py").path,
+                directory + "/shot.png", "dump:table", "spectra", "similarity", "outliers", "frequency", "fits",
+            ], direct: true)
         #expect(check.status == 0 && check.stdout.contains("ok"), "\(check.stdout)\(check.stderr)")
     }
 }
@@ -303,36 +352,56 @@ struct CLI {
         let run = try CLI.run(["analyze", CLI.sample, "-o", fresh, "--quiet"])
         #expect(run.status == 0, "\(run.stderr)")
         func load(_ directory: String) throws -> [String: Any] {
-            try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
+            try #require(
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json"))) as? [String: Any])
         }
-        let a = try load(Self.committed), b = try load(fresh)
+        let a = try load(Self.committed)
+        let b = try load(fresh)
         #expect(a["schema"] as? String == b["schema"] as? String)
-        let la = try #require(a["layers"] as? [[String: Any]]), lb = try #require(b["layers"] as? [[String: Any]])
+        let la = try #require(a["layers"] as? [[String: Any]])
+        let lb = try #require(b["layers"] as? [[String: Any]])
         #expect(la.count == lb.count)
         for (x, y) in zip(la, lb) {
             for kind in ["key", "value", "query"] {
                 let sx = try #require((x[kind] as? [String: Any])?["singular_values"] as? [Double])
                 let sy = try #require((y[kind] as? [String: Any])?["singular_values"] as? [Double])
-                for (p, q) in zip(sx, sy) where p > 1e-3 * sx[0] { #expect(abs(p - q) <= 1e-6 * p, "regenerate notebooks-data/minilm-sample.kvstat") }
-                #expect((x[kind] as? [String: Any])?["effective_rank"] as? [String: Int] == (y[kind] as? [String: Any])?["effective_rank"] as? [String: Int])
+                for (p, q) in zip(sx, sy) where p > 1e-3 * sx[0] {
+                    #expect(abs(p - q) <= 1e-6 * p, "regenerate notebooks-data/minilm-sample.kvstat")
+                }
+                #expect(
+                    (x[kind] as? [String: Any])?["effective_rank"] as? [String: Int] == (y[kind] as? [String: Any])?[
+                        "effective_rank"] as? [String: Int])
             }
         }
-        for name in ["layers.csv", "similarity.csv", "channels.csv", "frequency.csv", "spectra.csv", "report.html", "summary.md"] {
-            #expect(FileManager.default.fileExists(atPath: Self.committed + "/" + name), "\(name) is missing from notebooks-data")
+        for name in [
+            "layers.csv", "similarity.csv", "channels.csv", "frequency.csv", "spectra.csv", "report.html", "summary.md",
+        ] {
+            #expect(
+                FileManager.default.fileExists(atPath: Self.committed + "/" + name),
+                "\(name) is missing from notebooks-data")
         }
     }
 
     static let jupyter: Bool = {
-        (try? CLI.run(["/usr/bin/env", "python3", "-c", "import nbconvert, nbformat, pandas, matplotlib, ipykernel"], direct: true).status) == 0
+        (try? CLI.run(
+            ["/usr/bin/env", "python3", "-c", "import nbconvert, nbformat, pandas, matplotlib, ipykernel"], direct: true
+        ).status) == 0
     }()
 
     /// explore.ipynb runs headless and redraws its two plots from the committed data.
-    @Test(.enabled(if: NotebookDataTests.jupyter, "Jupyter (nbconvert, ipykernel), pandas and matplotlib are not installed: notebook not executed"))
+    @Test(
+        .enabled(
+            if: NotebookDataTests.jupyter,
+            "Jupyter (nbconvert, ipykernel), pandas and matplotlib are not installed: notebook not executed"))
     func exploreNotebookExecutes() throws {
         let out = FitCLITests.directory("notebook")
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let run = try CLI.run(["/usr/bin/env", "python3", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                               CLI.repository.appendingPathComponent("notebooks-data/explore.ipynb").path, "--output-dir", out], direct: true)
+        let run = try CLI.run(
+            [
+                "/usr/bin/env", "python3", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                CLI.repository.appendingPathComponent("notebooks-data/explore.ipynb").path, "--output-dir", out,
+            ], direct: true)
         #expect(run.status == 0, "\(run.stderr)")
     }
 }

@@ -15,7 +15,9 @@ import Testing
         let result = try CLI.run(arguments)
         #expect(result.status == 64, "\(arguments): \(result.stderr)")
         let lines = Self.lines(result.stderr)
-        #expect(lines.count == 1 && lines[0].hasPrefix("kvstat: error: ") && lines[0].contains("--help')"), "\(result.stderr)")
+        #expect(
+            lines.count == 1 && lines[0].hasPrefix("kvstat: error: ") && lines[0].contains("--help')"),
+            "\(result.stderr)")
     }
 
     @Test func helpStillPrintsInFull() throws {
@@ -30,10 +32,14 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let fifo = directory + "/pipe.h5"
         #expect(mkfifo(fifo, 0o644) == 0)
-        for arguments in [["inspect", fifo], ["analyze", fifo, "-o", directory + "/out"], ["inspect", CLI.sample, "--layout", fifo]] {
+        for arguments in [
+            ["inspect", fifo], ["analyze", fifo, "-o", directory + "/out"], ["inspect", CLI.sample, "--layout", fifo],
+        ] {
             let result = try CLI.run(arguments)
             #expect(result.status == 66, "\(arguments): \(result.stderr)")
-            #expect(Self.lines(result.stderr).count == 1 && result.stderr.contains("not a regular file"), "\(result.stderr)")
+            #expect(
+                Self.lines(result.stderr).count == 1 && result.stderr.contains("not a regular file"), "\(result.stderr)"
+            )
         }
     }
 

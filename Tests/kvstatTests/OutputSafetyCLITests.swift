@@ -203,7 +203,8 @@ func expectRefused(
     @Test func evalRefusesADumpOfAnotherModel() throws {
         let s = try Scratch("eval-model")
         defer { s.remove() }
-        let two = try Self.heads(2, s.root, "two.h5"), four = try Self.heads(4, s.root, "four.h5")
+        let two = try Self.heads(2, s.root, "two.h5")
+        let four = try Self.heads(4, s.root, "four.h5")
         for granularity in ["layer", "head"] {
             let fit = s.root + "/fit-" + granularity
             let run = try CLI.run([
@@ -249,9 +250,11 @@ func expectRefused(
             #expect(run.status == 0, "\(run.stderr)")
             return path
         }
-        let a = try part("a", ["--sequences", "0-1"]), b = try part("b", ["--sequences", "1-2"]),
-            c = try part("c", ["--sequences", "2"])
-        let head = try part("head", ["--tokens", "0:100"]), tail = try part("tail", ["--tokens", "100:"])
+        let a = try part("a", ["--sequences", "0-1"])
+        let b = try part("b", ["--sequences", "1-2"])
+        let c = try part("c", ["--sequences", "2"])
+        let head = try part("head", ["--tokens", "0:100"])
+        let tail = try part("tail", ["--tokens", "100:"])
         let whole = try part("whole", [])
         expectRefused(
             try CLI.run(["merge", a, a, "-o", s.root + "/m1"]), status: 65, "\(a): holds tokens \(a) already holds",

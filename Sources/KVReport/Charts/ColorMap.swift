@@ -28,8 +28,10 @@ public struct ColorMap: Sendable {
     /// The colour at t (clamped to [0, 1]).
     public func color(_ t: Double) -> RGB {
         let x = min(max(t.isFinite ? t : 0, 0), 1) * Double(anchors.count - 1)
-        let i = min(Int(x), anchors.count - 2), f = x - Double(i)
-        let a = anchors[i], b = anchors[i + 1]
+        let i = min(Int(x), anchors.count - 2)
+        let f = x - Double(i)
+        let a = anchors[i]
+        let b = anchors[i + 1]
         return RGB(a.r + f * (b.r - a.r), a.g + f * (b.g - a.g), a.b + f * (b.b - a.b))
     }
 

@@ -20,16 +20,23 @@ public struct Heatmap {
     public var maxWidth = 560.0
 
     public init(title: String, values: [[Double?]], rowLabel: String, columnLabel: String, valueLabel: String) {
-        (self.title, self.values, self.rowLabel, self.columnLabel, self.valueLabel) = (title, values, rowLabel, columnLabel, valueLabel)
+        (self.title, self.values, self.rowLabel, self.columnLabel, self.valueLabel) = (
+            title, values, rowLabel, columnLabel, valueLabel
+        )
     }
 
     public func render() -> String {
-        let rows = values.count, columns = values.map(\.count).max() ?? 0
-        let left = 56.0, top = 28.0, bottom = 40.0, barWidth = 70.0
+        let rows = values.count
+        let columns = values.map(\.count).max() ?? 0
+        let left = 56.0
+        let top = 28.0
+        let bottom = 40.0
+        let barWidth = 70.0
         let cellW = max(1, min(cellSize, (maxWidth - left - barWidth) / Double(max(columns, 1))))
         let cellH = max(1, min(cellSize, 400 / Double(max(rows, 1))))
         // Wide enough for the title (about 7 px per character at 13 px).
-        let width = max(left + cellW * Double(columns) + barWidth, Double(title.count) * 7.2 + 16), height = top + cellH * Double(rows) + bottom
+        let width = max(left + cellW * Double(columns) + barWidth, Double(title.count) * 7.2 + 16)
+        let height = top + cellH * Double(rows) + bottom
         var svg = SVG(width: width, height: height)
         svg.text(width / 2, 16, title, size: 13, anchor: .middle, weight: "bold")
         let finite = values.flatMap { $0 }.compactMap { $0 }.filter(\.isFinite)
@@ -45,22 +52,30 @@ public struct Heatmap {
             for (c, value) in row.enumerated() {
                 guard let value, value.isFinite else { continue }
                 let t = span > 0 ? (value - domain.lowerBound) / span : 0.5
-                svg.rect(left + Double(c) * cellW, top + Double(r) * cellH, cellW, cellH, fill: colorMap.color(t).hex,
-                         title: "\(rowLabel) \(rowNames[r]), \(columnLabel) \(columnNames[c]): \(valueLabel) \(ChartFormat.number(value))")
+                svg.rect(
+                    left + Double(c) * cellW, top + Double(r) * cellH, cellW, cellH, fill: colorMap.color(t).hex,
+                    title:
+                        "\(rowLabel) \(rowNames[r]), \(columnLabel) \(columnNames[c]): \(valueLabel) "
+                            + "\(ChartFormat.number(value))"
+                )
             }
         }
         // Axis labels: at most ~16 per axis.
-        let rowEvery = max(1, rows / 16), columnEvery = max(1, columns / 16)
+        let rowEvery = max(1, rows / 16)
+        let columnEvery = max(1, columns / 16)
         for r in stride(from: 0, to: rows, by: rowEvery) {
             svg.text(left - 4, top + (Double(r) + 0.5) * cellH + 4, rowNames[r], size: 9, anchor: .end)
         }
         for c in stride(from: 0, to: columns, by: columnEvery) {
-            svg.text(left + (Double(c) + 0.5) * cellW, top + Double(rows) * cellH + 12, columnNames[c], size: 9, anchor: .middle)
+            svg.text(
+                left + (Double(c) + 0.5) * cellW, top + Double(rows) * cellH + 12, columnNames[c], size: 9,
+                anchor: .middle)
         }
         svg.text(left + cellW * Double(columns) / 2, height - 6, columnLabel, size: 11, anchor: .middle)
         svg.text(12, top + cellH * Double(rows) / 2, rowLabel, size: 11, anchor: .middle, rotate: -90)
         // Colour bar.
-        let barX = left + cellW * Double(columns) + 14, barH = max(cellH * Double(rows), 60)
+        let barX = left + cellW * Double(columns) + 14
+        let barH = max(cellH * Double(rows), 60)
         for i in 0..<20 {
             let t = 1 - Double(i) / 19
             svg.rect(barX, top + Double(i) * barH / 20, 12, barH / 20 + 0.5, fill: colorMap.color(t).hex)

@@ -37,21 +37,30 @@ public struct LineChart {
     /// The chart as an `<svg>` element.
     public func render() -> String {
         let legendWidth = legend && !series.isEmpty ? 120.0 : 0
-        let left = 62.0, right = 14.0 + legendWidth, top = 28.0, bottom = 44.0
+        let left = 62.0
+        let right = 14.0 + legendWidth
+        let top = 28.0
+        let bottom = 44.0
         let plot = (x: left, y: top, w: width - left - right, h: height - top - bottom)
         var svg = SVG(width: width, height: height)
-        let points = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite && (!logY || $0.y > 0) && (!logX || $0.x > 0) }
+        let points = series.flatMap(\.points).filter {
+            $0.x.isFinite && $0.y.isFinite && (!logY || $0.y > 0) && (!logX || $0.x > 0)
+        }
         svg.text(width / 2, 16, title, size: 13, anchor: .middle, weight: "bold")
         guard let xs = points.map(\.x).min().flatMap({ lo in points.map(\.x).max().map { lo...$0 } }),
-              let ysData = points.map(\.y).min().flatMap({ lo in points.map(\.y).max().map { lo...$0 } })
+            let ysData = points.map(\.y).min().flatMap({ lo in points.map(\.y).max().map { lo...$0 } })
         else {
             svg.text(width / 2, height / 2, "no data", anchor: .middle)
             return svg.render(label: title)
         }
         let ys = yDomain ?? ysData
-        let xRange = plot.x...(plot.x + plot.w), yRange = plot.y...(plot.y + plot.h)
+        let xRange = plot.x...(plot.x + plot.w)
+        let yRange = plot.y...(plot.y + plot.h)
         let xScale: Scale = logX ? LogScale(domain: xs, range: xRange) : LinearScale(domain: xs, range: xRange)
-        let yScale: Scale = logY ? LogScale(domain: ys, range: yRange, reversed: true) : LinearScale(domain: ys, range: yRange, reversed: true)
+        let yScale: Scale =
+            logY
+            ? LogScale(domain: ys, range: yRange, reversed: true)
+            : LinearScale(domain: ys, range: yRange, reversed: true)
         svg.rect(plot.x, plot.y, plot.w, plot.h, fill: "#fafafa", stroke: "#ccc")
         for t in yScale.ticks(5) {
             let y = yScale.position(t)
@@ -69,12 +78,16 @@ public struct LineChart {
             svg.text(plot.x + plot.w - 3, y - 3, reference.label, size: 9, anchor: .end)
         }
         for s in series {
-            let visible = s.points.filter { $0.x.isFinite && $0.y.isFinite && (!logY || $0.y > 0) && (!logX || $0.x > 0) }
+            let visible = s.points.filter {
+                $0.x.isFinite && $0.y.isFinite && (!logY || $0.y > 0) && (!logX || $0.x > 0)
+            }
             let mapped = visible.map { (xScale.position($0.x), yScale.position($0.y)) }
             svg.polyline(mapped, stroke: s.color.hex, title: s.name)
             if s.markers {
                 for (p, m) in zip(visible, mapped) {
-                    svg.circle(m.0, m.1, r: 2.5, fill: s.color.hex, title: "\(s.name): \(xLabel) \(ChartFormat.number(p.x)), \(yLabel) \(ChartFormat.number(p.y))")
+                    svg.circle(
+                        m.0, m.1, r: 2.5, fill: s.color.hex,
+                        title: "\(s.name): \(xLabel) \(ChartFormat.number(p.x)), \(yLabel) \(ChartFormat.number(p.y))")
                 }
             }
         }
@@ -86,7 +99,9 @@ public struct LineChart {
                 svg.rect(width - legendWidth + 4, y - 8, 12, 10, fill: s.color.hex)
                 svg.text(width - legendWidth + 20, y + 1, s.name, size: 10)
             }
-            if series.count > 14 { svg.text(width - legendWidth + 4, plot.y + 8 + 14 * 16, "… \(series.count - 14) more", size: 10) }
+            if series.count > 14 {
+                svg.text(width - legendWidth + 4, plot.y + 8 + 14 * 16, "… \(series.count - 14) more", size: 10)
+            }
         }
         return svg.render(label: title)
     }

@@ -37,13 +37,24 @@ public struct SVG {
     /// Appends raw markup (already escaped).
     public mutating func raw(_ markup: String) { body.append(markup) }
 
-    public mutating func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String = "#888", width: Double = 1, dash: String? = nil) {
-        body.append("<line x1=\"\(SVG.n(x1))\" y1=\"\(SVG.n(y1))\" x2=\"\(SVG.n(x2))\" y2=\"\(SVG.n(y2))\" stroke=\"\(stroke)\" stroke-width=\"\(SVG.n(width))\"" + (dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>")
+    public mutating func line(
+        _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String = "#888", width: Double = 1,
+        dash: String? = nil
+    ) {
+        body.append(
+            "<line x1=\"\(SVG.n(x1))\" y1=\"\(SVG.n(y1))\" x2=\"\(SVG.n(x2))\" y2=\"\(SVG.n(y2))\" "
+                + "stroke=\"\(stroke)\" stroke-width=\"\(SVG.n(width))\""
+                + (dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>")
     }
 
     /// A rectangle, with a hover title when given.
-    public mutating func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, title: String? = nil, stroke: String? = nil) {
-        let open = "<rect x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" width=\"\(SVG.n(max(w, 0)))\" height=\"\(SVG.n(max(h, 0)))\" fill=\"\(fill)\"" + (stroke.map { " stroke=\"\($0)\"" } ?? "")
+    public mutating func rect(
+        _ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, title: String? = nil, stroke: String? = nil
+    ) {
+        let open =
+            "<rect x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" width=\"\(SVG.n(max(w, 0)))\" height=\"\(SVG.n(max(h, 0)))\" "
+                + "fill=\"\(fill)\""
+            + (stroke.map { " stroke=\"\($0)\"" } ?? "")
         body.append(title.map { open + "><title>\(escapeXML($0))</title></rect>" } ?? open + "/>")
     }
 
@@ -53,25 +64,35 @@ public struct SVG {
     }
 
     /// A polyline through `points`, with a hover title naming the series.
-    public mutating func polyline(_ points: [(Double, Double)], stroke: String, width: Double = 1.5, title: String? = nil) {
+    public mutating func polyline(
+        _ points: [(Double, Double)], stroke: String, width: Double = 1.5, title: String? = nil
+    ) {
         guard !points.isEmpty else { return }
         let coordinates = points.map { "\(SVG.n($0.0)),\(SVG.n($0.1))" }.joined(separator: " ")
-        let open = "<polyline points=\"\(coordinates)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"\(SVG.n(width))\""
+        let open =
+            "<polyline points=\"\(coordinates)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"\(SVG.n(width))\""
         body.append(title.map { open + "><title>\(escapeXML($0))</title></polyline>" } ?? open + "/>")
     }
 
     public enum Anchor: String { case start, middle, end }
 
-    public mutating func text(_ x: Double, _ y: Double, _ content: String, size: Double = 11, anchor: Anchor = .start,
-                              rotate: Double? = nil, weight: String? = nil) {
+    public mutating func text(
+        _ x: Double, _ y: Double, _ content: String, size: Double = 11, anchor: Anchor = .start,
+        rotate: Double? = nil, weight: String? = nil
+    ) {
         let transform = rotate.map { " transform=\"rotate(\(SVG.n($0)) \(SVG.n(x)) \(SVG.n(y)))\"" } ?? ""
         let bold = weight.map { " font-weight=\"\($0)\"" } ?? ""
-        body.append("<text x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" font-size=\"\(SVG.n(size))\" text-anchor=\"\(anchor.rawValue)\"\(transform)\(bold)>\(escapeXML(content))</text>")
+        body.append(
+            "<text x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" font-size=\"\(SVG.n(size))\" "
+                + "text-anchor=\"\(anchor.rawValue)\"\(transform)\(bold)>\(escapeXML(content))</text>"
+        )
     }
 
     /// The finished `<svg>` element, with `label` as its accessible name.
     public func render(label: String) -> String {
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(SVG.n(width)) \(SVG.n(height))\" width=\"\(SVG.n(width))\" height=\"\(SVG.n(height))\" role=\"img\" aria-label=\"\(escapeXML(label))\" font-family=\"sans-serif\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(SVG.n(width)) \(SVG.n(height))\" "
+            + "width=\"\(SVG.n(width))\" height=\"\(SVG.n(height))\" role=\"img\" "
+                + "aria-label=\"\(escapeXML(label))\" font-family=\"sans-serif\">"
             + body.joined() + "</svg>"
     }
 }

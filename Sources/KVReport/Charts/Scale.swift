@@ -38,11 +38,13 @@ public struct LinearScale: Scale {
         let step = LinearScale.niceStep(span / Double(count))
         // k·step, rounded to the step's decimals so 3 × 0.2 prints as 0.6.
         let decimals = pow(10, max(0, -log10(step).rounded(.down)))
-        let first = (domain.lowerBound / step).rounded(.up), last = (domain.upperBound / step + 1e-9).rounded(.down)
+        let first = (domain.lowerBound / step).rounded(.up)
+        let last = (domain.upperBound / step + 1e-9).rounded(.down)
         // A domain far from zero relative to its span (1e20 … 1e20 + 1) has tick indices beyond Int's range or
         // step decimals beyond Double's: label its ends instead.
         guard first.isFinite, last.isFinite, decimals.isFinite, abs(first) < 1e15, abs(last) < 1e15,
-              last - first <= Double(16 * count) else { return [domain.lowerBound, domain.upperBound] }
+            last - first <= Double(16 * count)
+        else { return [domain.lowerBound, domain.upperBound] }
         guard first <= last else { return [] }
         return (Int(first)...Int(last)).map { (Double($0) * step * decimals).rounded() / decimals }
     }
@@ -71,14 +73,16 @@ public struct LogScale: Scale {
     }
 
     public func position(_ value: Double) -> Double {
-        let lo = log10(domain.lowerBound), hi = log10(domain.upperBound)
+        let lo = log10(domain.lowerBound)
+        let hi = log10(domain.upperBound)
         let t = hi > lo ? (log10(max(value, .leastNormalMagnitude)) - lo) / (hi - lo) : 0.5
         let u = reversed ? 1 - t : t
         return range.lowerBound + u * (range.upperBound - range.lowerBound)
     }
 
     public func ticks(_ count: Int) -> [Double] {
-        let lo = Int(log10(domain.lowerBound).rounded(.down)), hi = Int(log10(domain.upperBound).rounded(.up))
+        let lo = Int(log10(domain.lowerBound).rounded(.down))
+        let hi = Int(log10(domain.upperBound).rounded(.up))
         let factors: [Double] = hi - lo <= 2 ? [1, 2, 5] : [1]
         var ticks: [Double] = []
         for k in lo...hi {

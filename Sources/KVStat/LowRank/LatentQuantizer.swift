@@ -1,0 +1,78 @@
+// Group-wise asymmetric min/max quantization of latents (KIVI's scheme, as CSKV uses it): keys per channel
+// over groups of tokens, values per token over groups of channels; scale and minimum kept as float16.
+
+/// Quantizes and dequantizes a row-major `rows × columns` latent block in place.
+public struct LatentQuantizer: Sendable {
+    public let bits: Int
+    /// Values per group.
+    public let group: Int
+
+    public init(bits: Int, group: Int) {
+        precondition((1...8).contains(bits) && group > 0)
+        self.bits = bits
+        self.group = group
+    }
+
+    /// Per channel: each column's values in consecutive row groups of `group` (key latents). Rows of one
+    /// block may come from several sequences; `segments` lists the row ranges of each, and groups never
+    /// cross them.
+    public func quantizeColumns(_ y: UnsafeMutableBufferPointer<Float>, columns: Int, segments: [Range<Int>]) {
+        for segment in segments {
+            for start in stride(from: segment.lowerBound, to: segment.upperBound, by: group) {
+                let end = min(start + group, segment.upperBound)
+                for c in 0..<columns {
+                    var lo = Float.infinity
+                    var hi = -Float.infinity
+                    for r in start..<end {
+                        let v = y[r * columns + c]
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+                    }
+                    let (scale, zero) = parameters(lo, hi)
+                    for r in start..<end {
+                        y[r * columns + c] = roundTrip(y[r * columns + c], scale: scale, zero: zero)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per token: each row's values in consecutive column groups of `group` (value latents).
+    public func quantizeRows(_ y: UnsafeMutableBufferPointer<Float>, rows: Int, columns: Int) {
+        for r in 0..<rows {
+            for start in stride(from: 0, to: columns, by: group) {
+                let end = min(start + group, columns)
+                var lo = Float.infinity
+                var hi = -Float.infinity
+                for c in start..<end {
+                    let v = y[r * columns + c]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+                }
+                let (scale, zero) = parameters(lo, hi)
+                for c in start..<end { y[r * columns + c] = roundTrip(y[r * columns + c], scale: scale, zero: zero) }
+            }
+        }
+    }
+
+    /// Scale and zero point (the group minimum), each rounded to float16 as they would be stored.
+    func parameters(_ lo: Float, _ hi: Float) -> (scale: Float, zero: Float) {
+        let levels = Float((1 << bits) - 1)
+        return (Float(Float16((hi - lo) / levels)), Float(Float16(lo)))
+    }
+
+    func roundTrip(_ v: Float, scale: Float, zero: Float) -> Float {
+        guard scale > 0 else { return zero }
+        let levels = Float((1 << bits) - 1)
+        let q = min(max(((v - zero) / scale).rounded(), 0), levels)
+        return q * scale + zero
+    }
+
+    /// Stored 16-bit units per token for `rank` latent dims: the codes plus two float16 parameters per group.
+    /// Keys: a group spans `group` tokens, so 2·rank/group per token; values: 2·⌈rank/group⌉ per token.
+    public func unitsPerToken(rank: Int, kind: TensorKind) -> Double {
+        let codes = Double(rank * bits) / 16
+        let parameters = kind == .value ? 2 * Double((rank + group - 1) / group) : 2 * Double(rank) / Double(group)
+        return codes + parameters
+    }
+}

@@ -1,0 +1,254 @@
+// `kvstat fit-lowrank` end to end: split the tokens, stream the Grams, fit the projections, evaluate them
+// in a second streaming pass, and account for memory — everything the manifest reports.
+import Foundation
+import KVNumerics
+
+/// A finished fit: the projections and the report about them.
+public struct LowRankFitResult: Sendable {
+    public var projections: [Projection]
+    public var report: FitReport
+
+    public init(projections: [Projection], report: FitReport) {
+        self.projections = projections
+        self.report = report
+    }
+}
+
+public enum LowRankFit {
+    /// The tensor kinds a fit compresses: keys and values (queries are not cached).
+    static let kinds: [TensorKind] = [.key, .value]
+
+    /// Fits `options.method` on `dump` and evaluates it (on held-out tokens and on `evalDump` when given).
+    public static func run(
+        _ dump: Dump, options: FitOptions, evalDump: Dump? = nil, version: String, command: [String],
+        progress: ((AnalysisProgress) -> Void)? = nil
+    ) throws -> LowRankFitResult {
+        let layers = try dump.selectLayers(options.layers)
+        if let evalDump { try checkSameModel(dump, evalDump) }
+        let split = try translatingHDF5Errors(file: dump.path) {
+            try FitSplit(dump.tokenRuns, holdout: options.holdout)
+        }
+        // Refuse a fit that cannot fit in memory before allocating anything sized by the dump (exit 69).
+        try MemoryEstimate.fit(dump: dump, options: options, layers: layers.count, runs: split.fit, eval: evalDump)
+            .check(file: dump.path)
+        let (groups, notes) = ProjectionFitter.groups(of: layers, options: options)
+        let kinds = kinds.filter(dump.kinds.contains)
+        let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
+        // Matryoshka allocates across all layers at once; the other methods fit one layer group at a time, so
+        // only one group's Grams (xKV: (G·C)² floats) are held.
+        let batches: [[[Int]]] = options.method == .matryoshka ? [groups] : groups.map { [$0] }
+        var fitted = FittedProjections(projections: [], ranks: [], notes: notes)
+        for batch in batches {
+            var grams: [TensorKind: [GramAccumulator]] = [:]
+            for kind in kinds {
+                grams[kind] = try LayerGroupGrams.accumulate(
+                    dump, runs: split.fit, kind: kind, groups: batch,
+                    blockTokens: options.blockTokens, progress: progress)
+            }
+            let part = try ProjectionFitter.fit(
+                grams: grams, groups: batch, heads: heads, headDim: dump.shape.headDim, options: options)
+            fitted.projections += part.projections
+            fitted.ranks += part.ranks
+            fitted.ladderRanks = part.ladderRanks
+        }
+        let settings = reconstructionSettings(options)
+        let names = names(of: fitted.projections, options: options, groups: groups)
+        let ranks = fitted.ranks
+        let fitErrors = try ReconstructionEvaluator.evaluate(
+            dump, runs: split.fit, projections: fitted.projections, ranks: ranks, settings: settings)
+        let heldOut =
+            options.holdout > 0
+            ? try ReconstructionEvaluator.evaluate(
+                dump, runs: split.eval, projections: fitted.projections, ranks: ranks, settings: settings) : nil
+        let external = try evalDump.map {
+            try ReconstructionEvaluator.evaluate(
+                $0, runs: $0.tokenRuns, projections: fitted.projections, ranks: ranks, settings: settings)
+        }
+        var ladder: [FitReport.Rung]?
+        if options.method == .matryoshka {
+            ladder = try options.ladder.sorted().map { q in
+                let rungRanks = fitted.ladderRanks[q]!
+                let onFit = try ReconstructionEvaluator.evaluate(
+                    dump, runs: split.fit, projections: fitted.projections, ranks: rungRanks, settings: settings)
+                let onHeld =
+                    options.holdout > 0
+                    ? try ReconstructionEvaluator.evaluate(
+                        dump, runs: split.eval, projections: fitted.projections, ranks: rungRanks, settings: settings)
+                    : nil
+                return FitReport.Rung(
+                    method: "matryoshka", keepRatio: q,
+                    memoryRatio: memoryRatio(
+                        fitted.projections, ranks: rungRanks, runs: split.eval, options: options, channels: heads,
+                        headDim: dump.shape.headDim, layers: layers.count),
+                    fitError: onFit.overall(), heldOutError: onHeld?.overall(), ranks: rungRanks)
+            }
+        }
+        var online: [FitReport.OnlineComparison]?
+        if options.method == .xkv {
+            online = try onlineComparison(
+                dump, split: split, kinds: kinds, projections: fitted.projections, groups: groups, options: options,
+                errors: heldOut ?? fitErrors)
+        }
+        let attention =
+            dump.kinds.contains(.query) && options.attentionQueries > 0
+            ? try AttentionEvaluator.evaluate(
+                dump, runs: split.eval, layers: layers, projections: fitted.projections, ranks: ranks,
+                settings: settings, queries: options.attentionQueries, causal: options.causal)
+            : nil
+        let ratio = memoryRatio(
+            fitted.projections, ranks: ranks, runs: split.eval, options: options, channels: heads,
+            headDim: dump.shape.headDim, layers: layers.count)
+        let fixed = fitted.projections.reduce(0) { $0 + 4 * ($1.dimension * $1.rank + ($1.mean?.count ?? 0)) }
+        let report = FitReport(
+            kvstatVersion: version, command: command, method: options.method.rawValue, options: options,
+            source: .init(path: dump.path, sha256: try dump.sha256(), tokens: dump.shape.tokens),
+            split: split.description,
+            layers: layers, layerGroups: groups,
+            units: fitted.projections.indices.map { u in
+                let p = fitted.projections[u]
+                return FitReport.Unit(
+                    name: names[u], kind: p.kind.rawValue, layers: p.layers, heads: p.heads.map(Array.init),
+                    dimension: p.dimension, rank: ranks[u], storedRank: p.rank,
+                    residualEnergy: p.residualEnergy(rank: ranks[u]))
+            },
+            memoryRatio: ratio, compression: ratio > 0 ? 1 / ratio : 0, fixedCostBytes: fixed,
+            fit: errors(fitErrors, layers: layers, kinds: kinds, tokens: split.fit.totalTokens),
+            heldOut: heldOut.map { errors($0, layers: layers, kinds: kinds, tokens: split.eval.totalTokens) },
+            external: external.map { errors($0, layers: layers, kinds: kinds, tokens: evalDump!.shape.tokens) },
+            externalSource: try evalDump.map { .init(path: $0.path, sha256: try $0.sha256(), tokens: $0.shape.tokens) },
+            attention: attention, online: online, ladder: ladder, sweep: nil,
+            notes: fitted.notes + windowNotes(split.eval, options: options) + (heldOut ?? fitErrors).undefinedNotes())
+        return LowRankFitResult(projections: fitted.projections, report: report)
+    }
+
+    /// cskv: a note when the recent-token window holds every evaluated token, so nothing was compressed (the
+    /// error is 0 and the memory ratio 1 by construction, not because the projection is good).
+    static func windowNotes(_ runs: TokenRuns, options: FitOptions) -> [String] {
+        guard options.method == .cskv, options.window > 0, let longest = runs.lengths.max(), longest <= options.window
+        else { return [] }
+        return [
+            "cskv: the window of \(options.window) recent tokens covers every evaluated sequence (the longest has "
+                + "\(longest) tokens): nothing was compressed; use a smaller --window"
+        ]
+    }
+
+    /// The artifact names of projections (see docs/fit-lowrank.md).
+    public static func names(of projections: [Projection], options: FitOptions, groups: [[Int]]) -> [String] {
+        let position = Dictionary(groups.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        return projections.map { name(of: $0, options: options, groupIndex: position[$0.layers] ?? 0) }
+    }
+
+    /// The artifact name of one projection, `groupIndex` being its layer group's position (xkv).
+    static func name(of p: Projection, options: FitOptions, groupIndex: Int) -> String {
+        if p.layers.count > 1 || options.method == .xkv {
+            return "groups.\(groupIndex).\(p.kind.rawValue)"
+        }
+        let base = "layers.\(p.layers[0]).\(p.kind.rawValue)"
+        guard let heads = p.heads else { return base }
+        return heads.count == 1
+            ? "\(base).heads.\(heads.lowerBound)" : "\(base).head_groups.\(heads.lowerBound / heads.count)"
+    }
+
+    static func reconstructionSettings(_ options: FitOptions) -> ReconstructionSettings {
+        var settings = ReconstructionSettings()
+        settings.blockTokens = options.blockTokens
+        if options.method == .cskv {
+            settings.window = options.window
+            settings.quantization = options.quantization
+            settings.quantGroup = options.quantGroup
+        }
+        return settings
+    }
+
+    public static func errors(
+        _ e: ReconstructionErrors, layers: [Int], kinds: [TensorKind], tokens: Int
+    ) -> FitReport.Errors {
+        var perLayer: [String: [Double?]] = [:]
+        var overall: [String: Double?] = [:]
+        for kind in kinds {
+            perLayer[kind.rawValue] = layers.map { e.relative(kind, layer: $0) }
+            overall[kind.rawValue] = e.overall(kind)
+        }
+        overall["all"] = e.overall()
+        return FitReport.Errors(tokens: tokens, perLayer: perLayer, overall: overall)
+    }
+
+    /// Stored 16-bit units per token ÷ original units per token, over the evaluated sequences: CSKV's window
+    /// tokens count in full, latents count their quantized size and scales.
+    static func memoryRatio(
+        _ projections: [Projection], ranks: [Int], runs: TokenRuns, options: FitOptions,
+        channels heads: [TensorKind: Int], headDim: Int, layers: Int
+    ) -> Double {
+        let original = Double(layers) * heads.values.reduce(0) { $0 + Double($1 * headDim) }
+        guard original > 0 else { return 0 }
+        var latent = 0.0
+        let quantizer =
+            options.method == .cskv && options.quantization != .none
+            ? LatentQuantizer(bits: options.quantization.bits, group: options.quantGroup) : nil
+        for (p, r) in zip(projections, ranks) { latent += quantizer?.unitsPerToken(rank: r, kind: p.kind) ?? Double(r) }
+        guard options.method == .cskv, options.window > 0 else { return latent / original }
+        var stored = 0.0
+        for length in runs.lengths where length > 0 {
+            let recent = Double(min(options.window, length))
+            stored += recent * original + (Double(length) - recent) * latent
+        }
+        return stored / (Double(runs.totalTokens) * original)
+    }
+
+    /// For each xKV group: the online optimum at equal memory. Storing both SVD factors of the T × G·C
+    /// evaluated matrix costs r'(T + G·C) floats; the fixed projection stores T·r, so r' = ⌊T·r / (T + G·C)⌋.
+    static func onlineComparison(
+        _ dump: Dump, split: FitSplit, kinds: [TensorKind], projections: [Projection],
+        groups: [[Int]], options: FitOptions, errors: ReconstructionErrors
+    ) throws -> [FitReport.OnlineComparison] {
+        let index = ProjectionGroups(projections)
+        var result: [FitReport.OnlineComparison] = []
+        for kind in kinds {
+            for group in groups {
+                guard let p = index.members[.init(kind: kind, layers: group)]?.first.map({ projections[$0] }) else {
+                    continue
+                }
+                // The evaluated tokens' group Gram: the fitted one when fit and evaluation tokens are the same.
+                let values: [Double]
+                let t: Double
+                if options.holdout > 0 {
+                    let gram = try LayerGroupGrams.accumulate(
+                        dump, runs: split.eval, kind: kind, groups: [group], blockTokens: options.blockTokens)[0]
+                    values = try SymmetricEigen(gram.matrix(centered: options.center)).values
+                    t = Double(gram.count)
+                } else {
+                    values = p.eigenvalues
+                    t = Double(split.fit.totalTokens)
+                }
+                let onlineRank = Int((t * Double(p.rank) / (t + Double(p.dimension))).rounded(.down))
+                let total = values.reduce(0) { $0 + max($1, 0) }
+                let residual: Double? =
+                    total > 0 ? values.dropFirst(onlineRank).reduce(0) { $0 + max($1, 0) } / total : nil
+                // The fixed projection's error over the group: the layers' squared errors pooled.
+                let err = group.reduce(0.0) { $0 + (errors.errorSquared[kind]?[$1] ?? 0) }
+                let norm = group.reduce(0.0) { $0 + (errors.normSquared[kind]?[$1] ?? 0) }
+                result.append(
+                    .init(
+                        kind: kind.rawValue, layers: group, rank: p.rank, onlineRank: onlineRank,
+                        fixedError: norm > 0 ? finite((err / norm).squareRoot()) : nil,
+                        onlineError: residual.flatMap { finite($0.squareRoot()) }))
+            }
+        }
+        return result
+    }
+
+    static func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
+
+    /// Dumps evaluated together must have the same layers, heads and head_dim.
+    static func checkSameModel(_ a: Dump, _ b: Dump) throws(DumpError) {
+        // The same check `kvstat eval` makes against an artifact's recorded model (FitModel).
+        guard FitModel(a).matches(FitModel(b)) else {
+            throw DumpError(
+                .badData,
+                "is not a dump of the same model as \(a.path): layers \(IndexList.text(b.layerNumbers)) × "
+                    + "\(b.shape.kvHeads) kv heads × head_dim \(b.shape.headDim), expected layers "
+                        + "\(IndexList.text(a.layerNumbers)) × \(a.shape.kvHeads) × \(a.shape.headDim)",
+                file: b.path)
+        }
+    }
+}

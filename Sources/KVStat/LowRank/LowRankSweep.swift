@@ -1,0 +1,188 @@
+// `kvstat fit-lowrank --sweep`: every method at every keep ratio of the ladder, priced from Gram matrices
+// (`GramErrorEstimate`), so the whole error-versus-memory curve costs a few streaming passes.
+import KVNumerics
+
+public enum LowRankSweep {
+    /// Error-versus-memory points of pca (per layer), xkv, matryoshka and cskv (window, no quantization: a
+    /// Gram cannot price rounding; fit cskv with --quant for that) at each ratio of `options.ladder`.
+    /// Per-unit methods are fitted one layer group at a time (xKV's G·C-wide Grams exist one at a time).
+    public static func run(
+        _ dump: Dump, options: FitOptions, progress: ((AnalysisProgress) -> Void)? = nil
+    ) throws -> [FitReport.Rung] {
+        let layers = try dump.selectLayers(options.layers)
+        let split = try translatingHDF5Errors(file: dump.path) {
+            try FitSplit(dump.tokenRuns, holdout: options.holdout)
+        }
+        try MemoryEstimate.sweep(dump: dump, options: options, layers: layers.count, runs: split.fit).check(
+            file: dump.path)  // exit 69
+        let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
+        let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
+        let heldOut = options.holdout > 0
+        let ladder = options.ladder.sorted()
+        func grams(_ runs: TokenRuns, _ groups: [[Int]], _ kind: TensorKind) throws -> [GramAccumulator] {
+            try LayerGroupGrams.accumulate(
+                dump, runs: runs, kind: kind, groups: groups, blockTokens: options.blockTokens, progress: progress)
+        }
+        // Per-layer Grams (4 MiB each for 1024 channels) serve pca, matryoshka and cskv.
+        let single = layers.map { [$0] }
+        var fitLayer: [TensorKind: [GramAccumulator]] = [:]
+        var evalLayer: [TensorKind: [GramAccumulator]] = [:]
+        var oldFit: [TensorKind: [GramAccumulator]] = [:]
+        var oldEval: [TensorKind: [GramAccumulator]] = [:]
+        for kind in kinds {
+            fitLayer[kind] = try grams(split.fit, single, kind)
+            evalLayer[kind] = heldOut ? try grams(split.eval, single, kind) : fitLayer[kind]
+            if options.window > 0 {
+                oldFit[kind] = try grams(olderThanWindow(split.fit, window: options.window), single, kind)
+                oldEval[kind] =
+                    heldOut
+                    ? try grams(olderThanWindow(split.eval, window: options.window), single, kind) : oldFit[kind]
+            } else {
+                (oldFit[kind], oldEval[kind]) = (fitLayer[kind], evalLayer[kind])
+            }
+        }
+
+        var rungs: [FitReport.Rung] = []
+        for method in FitMethod.allCases {
+            var o = options
+            o.method = method
+            o.quantization = .none
+            if method != .cskv { o.window = 0 }
+            // One fit per unit at the widest rung; every other rung is a prefix of its basis.
+            o.budget = .keepRatio(ladder.last ?? 1)
+            var totals = Totals(rungs: ladder.count)
+            var allProjections: [Projection] = []
+            var allRanks: [[Int]] = ladder.map { _ in [] }
+            let groups = method == .xkv ? ProjectionFitter.groups(of: layers, options: o).groups : single
+            // Matryoshka allocates across every unit at once; the other methods go group by group.
+            let batches: [[Int]] = method == .matryoshka ? [Array(groups.indices)] : groups.indices.map { [$0] }
+            for batch in batches {
+                let batchGroups = batch.map { groups[$0] }
+                var fitGrams: [TensorKind: [GramAccumulator]] = [:]
+                var evalGrams = fitGrams
+                var errorFit = fitGrams
+                var errorEval = fitGrams
+                for kind in kinds {
+                    if method == .xkv {
+                        fitGrams[kind] = try grams(split.fit, batchGroups, kind)
+                        evalGrams[kind] = heldOut ? try grams(split.eval, batchGroups, kind) : fitGrams[kind]
+                        (errorFit[kind], errorEval[kind]) = (fitGrams[kind], evalGrams[kind])
+                    } else {
+                        fitGrams[kind] = batch.map { fitLayer[kind]![$0] }
+                        evalGrams[kind] = batch.map { evalLayer[kind]![$0] }
+                        errorFit[kind] = batch.map { (method == .cskv ? oldFit : fitLayer)[kind]![$0] }
+                        errorEval[kind] = batch.map { (method == .cskv ? oldEval : evalLayer)[kind]![$0] }
+                    }
+                }
+                let fitted = try ProjectionFitter.fit(
+                    grams: fitGrams, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
+                let rankTable = ladder.map { q in
+                    method == .matryoshka
+                        ? fitted.ladderRanks[q]!
+                        : fitted.projections.map {
+                            ProjectionFitter.rank(
+                                budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
+                        }
+                }
+                totals.add(
+                    fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorFit,
+                    normGrams: fitGrams,
+                    heads: heads, headDim: dump.shape.headDim, heldOut: false)
+                if heldOut {
+                    totals.add(
+                        fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorEval,
+                        normGrams: evalGrams,
+                        heads: heads, headDim: dump.shape.headDim, heldOut: true)
+                }
+                // Memory accounting needs only shapes and ranks: keep empty-basis copies.
+                allProjections += fitted.projections.map {
+                    var p = $0
+                    p.basis = Matrix(rows: 0, columns: 0)
+                    return p
+                }
+                for ri in ladder.indices { allRanks[ri] += rankTable[ri] }
+            }
+            for (ri, q) in ladder.enumerated() {
+                rungs.append(
+                    FitReport.Rung(
+                        method: method.rawValue, keepRatio: q,
+                        memoryRatio: LowRankFit.memoryRatio(
+                            allProjections, ranks: allRanks[ri], runs: split.eval, options: o, channels: heads,
+                            headDim: dump.shape.headDim, layers: layers.count),
+                        fitError: totals.overall(ri, heldOut: false),
+                        heldOutError: heldOut ? totals.overall(ri, heldOut: true) : nil,
+                        ranks: nil))
+            }
+        }
+        return rungs
+    }
+
+    /// Squared errors per rung and (kind, layer), and squared norms per (kind, layer), on fit and held-out tokens.
+    struct Totals {
+        var squared: [[String: Double]], heldSquared: [[String: Double]]
+        var norms: [String: Double] = [:], heldNorms: [String: Double] = [:]
+
+        init(rungs: Int) {
+            squared = [[String: Double]](repeating: [:], count: rungs)
+            heldSquared = squared
+        }
+
+        mutating func add(
+            _ projections: [Projection], rankTable: [[Int]], groups: [[Int]],
+            errorGrams: [TensorKind: [GramAccumulator]],
+            normGrams: [TensorKind: [GramAccumulator]], heads: [TensorKind: Int], headDim: Int, heldOut: Bool
+        ) {
+            let groupPosition = Dictionary(groups.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            for (u, p) in projections.enumerated() {
+                let g = groupPosition[p.layers]!
+                let perRung = GramErrorEstimate.errorSquared(
+                    p, ranks: rankTable.map { $0[u] }, gram: errorGrams[p.kind]![g],
+                    channelsPerLayer: heads[p.kind]! * headDim)
+                for (ri, perLayer) in perRung.enumerated() {
+                    for (i, layer) in p.layers.enumerated() {
+                        if heldOut {
+                            heldSquared[ri]["\(p.kind)/\(layer)", default: 0] += perLayer[i]
+                        } else {
+                            squared[ri]["\(p.kind)/\(layer)", default: 0] += perLayer[i]
+                        }
+                    }
+                }
+            }
+            // ‖X‖² per (kind, layer): the diagonal of the uncentred Gram of all evaluated tokens.
+            for (kind, kindGrams) in normGrams {
+                let c = heads[kind]! * headDim
+                for (g, group) in groups.enumerated() {
+                    for (i, layer) in group.enumerated() {
+                        let norm = kindGrams[g].diagonalSum((i * c)..<((i + 1) * c))
+                        if heldOut { heldNorms["\(kind)/\(layer)"] = norm } else { norms["\(kind)/\(layer)"] = norm }
+                    }
+                }
+            }
+        }
+
+        /// Root mean square over (kind, layer) of the relative errors at rung `ri`, over the layers with energy
+        /// (a relative error of zero energy is undefined); nil when no layer has any.
+        func overall(_ ri: Int, heldOut: Bool) -> Double? {
+            let norm = heldOut ? heldNorms : norms
+            let sq = heldOut ? heldSquared[ri] : squared[ri]
+            // In key order: a dictionary's order changes from run to run, and so would the sum's last bits.
+            let relative = norm.keys.sorted().compactMap { key in norm[key]! > 0 ? (sq[key] ?? 0) / norm[key]! : nil }
+            return relative.isEmpty ? nil : (relative.reduce(0, +) / Double(relative.count)).squareRoot()
+        }
+    }
+
+    /// The tokens of `runs` outside each sequence's last `window` valid tokens.
+    static func olderThanWindow(_ runs: TokenRuns, window: Int) -> TokenRuns {
+        let thresholds = ReconstructionEvaluator.windowThresholds(runs, window: window)
+        var kept: [TokenRun] = []
+        for run in runs.runs {
+            let end = min(run.start + run.count, thresholds[run.sequence])
+            if end > run.start {
+                kept.append(TokenRun(sequence: run.sequence, start: run.start, count: end - run.start))
+            }
+        }
+        return TokenRuns(
+            runs: kept,
+            lengths: runs.lengths.indices.map { s in kept.filter { $0.sequence == s }.reduce(0) { $0 + $1.count } })
+    }
+}

@@ -1,0 +1,262 @@
+// The second streaming pass of a fit: compress every evaluation token block with the projections, rebuild
+// it, and add up ‖X − X̂‖² and ‖X‖² per layer and kind (with CSKV's full-precision window and quantized
+// latents when asked).
+import KVNumerics
+
+/// Squared reconstruction errors and squared norms per (kind, layer).
+public struct ReconstructionErrors: Sendable, Equatable {
+    public var errorSquared: [TensorKind: [Int: Double]] = [:]
+    public var normSquared: [TensorKind: [Int: Double]] = [:]
+
+    /// ‖X − X̂‖_F / ‖X‖_F of one layer and kind; nil when ‖X‖ = 0 (zero energy, or no finite rows), where a
+    /// relative error is undefined.
+    public func relative(_ kind: TensorKind, layer: Int) -> Double? {
+        let n = normSquared[kind]?[layer] ?? 0
+        guard n > 0 else { return nil }
+        let ratio = ((errorSquared[kind]?[layer] ?? 0) / n).squareRoot()
+        return ratio.isFinite ? ratio : nil
+    }
+
+    /// Root mean square of the relative errors over the layers where they are defined (of one kind, or of
+    /// every kind); nil when none is.
+    public func overall(_ kind: TensorKind? = nil) -> Double? {
+        // Sorted kinds and layers: a dictionary's order changes from run to run, and so would the sum's last bits.
+        let errors = normSquared.keys.sorted().filter { kind == nil || $0 == kind }.flatMap { k in
+            normSquared[k]!.keys.sorted().compactMap { relative(k, layer: $0) }
+        }
+        return errors.isEmpty ? nil : (errors.reduce(0) { $0 + $1 * $1 } / Double(errors.count)).squareRoot()
+    }
+
+    /// One note per (kind, layer) whose relative error is undefined, for the manifest.
+    public func undefinedNotes() -> [String] {
+        normSquared.keys.sorted().flatMap { kind in
+            normSquared[kind]!.keys.sorted().compactMap { layer in
+                relative(kind, layer: layer) == nil
+                    ? "layer \(layer) \(kind.rawValue): zero energy (‖X‖ = 0, or no finite rows): relative error "
+                        + "undefined (null)"
+                    : nil
+            }
+        }
+    }
+}
+
+/// How evaluation treats tokens: CSKV's window and latent quantization.
+public struct ReconstructionSettings: Sendable {
+    /// Most recent valid tokens of each sequence kept exactly.
+    public var window = 0
+    public var quantization = LatentQuantization.none
+    public var quantGroup = 32
+    public var blockTokens = TokenBlockReader.defaultBlockTokens
+
+    public init() {}
+}
+
+/// Rebuilds token blocks of one group of layers and one kind through the projections that cover them:
+/// y = (x − μ)P, quantized when asked, x̂ = yPᵀ + μ, each projection on its own channels.
+struct GroupReconstructor {
+    let projections: [Projection]
+    let ranks: [Int]
+    let layers: [Int]
+    let channels: Int
+    let kind: TensorKind
+    let quantizer: LatentQuantizer?
+    /// Each projection's first `ranks[i]` basis columns, cut once.
+    private let bases: [Matrix<Float>]
+    private var input: [Float] = [], latent: [Float] = [], output: [Float] = []
+
+    init(
+        projections: [Projection], ranks: [Int], layers: [Int], channels: Int, kind: TensorKind,
+        quantizer: LatentQuantizer?
+    ) {
+        (self.projections, self.ranks, self.layers, self.channels, self.kind, self.quantizer) = (
+            projections, ranks, layers, channels, kind, quantizer
+        )
+        bases = zip(projections, ranks).map { p, rank in rank == p.rank ? p.basis : p.truncated(to: rank).basis }
+    }
+
+    /// The rebuilt `rows × channels` block of each layer from the exact ones (`buffers`, same layout). Rows
+    /// with `latentRow[r] == false` (window, excluded) are copied exactly; `segments` are the runs of latent
+    /// rows from one sequence, which key quantization groups never cross.
+    /// `meanScale` multiplies the stored means when the buffers were rescaled by a power of two (the projection
+    /// is linear, so a rescaled block rebuilds to the rescaled reconstruction).
+    mutating func rebuild(
+        _ buffers: [[Float]], rows: Int, latentRow: [Bool], segments: [Range<Int>],
+        meanScale: Float = 1
+    ) -> [[Float]] {
+        var rebuilt = buffers.map { Array($0[0..<(rows * channels)]) }
+        for (index, p) in projections.enumerated() {
+            let rank = ranks[index]
+            let width = p.channels.count
+            let dim = p.dimension
+            if input.count < rows * dim { input = [Float](repeating: 0, count: rows * dim) }
+            if output.count < rows * dim { output = [Float](repeating: 0, count: rows * dim) }
+            if latent.count < rows * max(rank, 1) { latent = [Float](repeating: 0, count: rows * max(p.rank, 1)) }
+            // X_u: the unit's channels of each layer side by side, minus μ.
+            for r in 0..<rows {
+                for position in layers.indices {
+                    for c in 0..<width {
+                        let column = position * width + c
+                        input[r * dim + column] =
+                            buffers[position][r * channels + p.channels.lowerBound + c]
+                            - (p.mean?[column] ?? 0) * meanScale
+                    }
+                }
+            }
+            let basis = bases[index]
+            input.withUnsafeBufferPointer { x in
+                basis.values.withUnsafeBufferPointer { b in
+                    latent.withUnsafeMutableBufferPointer { y in
+                        BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y)
+                        if let quantizer {
+                            if kind == .value {
+                                quantizer.quantizeRows(y, rows: rows, columns: rank)
+                            } else {
+                                quantizer.quantizeColumns(y, columns: rank, segments: segments)
+                            }
+                        }
+                        output.withUnsafeMutableBufferPointer { out in
+                            BLAS.multiply(
+                                UnsafeBufferPointer(y), b, m: rows, n: dim, k: rank, transposeB: true, into: out)
+                        }
+                    }
+                }
+            }
+            for position in layers.indices {
+                for r in 0..<rows where latentRow[r] {
+                    for c in 0..<width {
+                        let column = position * width + c
+                        rebuilt[position][r * channels + p.channels.lowerBound + c] =
+                            output[r * dim + column]
+                            + (p.mean?[column] ?? 0) * meanScale
+                    }
+                }
+            }
+        }
+        return rebuilt
+    }
+}
+
+/// Which rows of a block are stored as latents (not excluded, before the sequence's window), and the runs
+/// of such rows within one sequence.
+func latentRows(
+    pieces: ArraySlice<TokenRun>, rows: Int, excluded: Set<Int>, thresholds: [Int]
+) -> (latent: [Bool], segments: [Range<Int>]) {
+    var latent = [Bool](repeating: true, count: rows)
+    var segments: [Range<Int>] = []
+    var row = 0
+    for piece in pieces {
+        var segmentStart: Int?
+        for i in 0..<piece.count {
+            let stored = !excluded.contains(row + i) && piece.start + i < thresholds[piece.sequence]
+            latent[row + i] = stored
+            if stored, segmentStart == nil { segmentStart = row + i }
+            if !stored, let s = segmentStart {
+                segments.append(s..<(row + i))
+                segmentStart = nil
+            }
+        }
+        if let s = segmentStart { segments.append(s..<(row + piece.count)) }
+        row += piece.count
+    }
+    return (latent, segments)
+}
+
+public enum ReconstructionEvaluator {
+    /// Evaluates `projections` (each at its own rank, or at `ranks[i]` — a prefix — when given) on the tokens
+    /// of `runs`.
+    public static func evaluate(
+        _ dump: Dump, runs: TokenRuns, projections: [Projection], ranks: [Int]? = nil,
+        settings: ReconstructionSettings
+    ) throws -> ReconstructionErrors {
+        var errors = ReconstructionErrors()
+        let plan = BlockPlan(runs: runs, blockTokens: settings.blockTokens)
+        let thresholds = windowThresholds(runs, window: settings.window)
+        let scratch = ReadScratch()
+        let index = ProjectionGroups(projections)
+        for key in index.keys {
+            let (kind, layers) = (key.kind, key.layers)
+            var reconstructor = reconstructor(
+                projections, ranks: ranks, kind: kind, layers: layers, dump: dump, settings: settings,
+                index: index)
+            let readers = try layers.map { layer throws(DumpError) in
+                try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
+            }
+            let channels = reconstructor.channels
+            var buffers = [[Float]](repeating: [], count: layers.count)
+            for blockIndex in plan.blocks.indices {
+                let (rows, pieces, excluded) = try plan.readGroup(blockIndex, from: readers, into: &buffers)
+                let (latent, segments) = latentRows(
+                    pieces: pieces, rows: rows, excluded: excluded, thresholds: thresholds)
+                // A block whose values would overflow float32 in the projection's products (or underflow) is
+                // rebuilt rescaled by a power of two; its squared sums are scaled back in float64.
+                let peak = buffers.prefix(layers.count).reduce(Float(0)) { m, b in
+                    b.withUnsafeBufferPointer {
+                        max(m, BLAS.maxMagnitude(UnsafeBufferPointer(rebasing: $0[0..<(rows * channels)])))
+                    }
+                }
+                let scale = PowerOfTwoScale(maxMagnitude: peak)
+                if !scale.isIdentity {
+                    for position in layers.indices {
+                        buffers[position].withUnsafeMutableBufferPointer { b in
+                            let view = UnsafeMutableBufferPointer(rebasing: b[0..<(rows * channels)])
+                            scale.apply(UnsafeBufferPointer(view), into: view)
+                        }
+                    }
+                }
+                let rebuilt = reconstructor.rebuild(
+                    buffers, rows: rows, latentRow: latent, segments: segments, meanScale: scale.factor)
+                let energyScale = scale.undo(power: 2)
+                for (position, layer) in layers.enumerated() {
+                    var norm = 0.0
+                    var error = 0.0
+                    // Squares in float64: float32 squares overflow for |x| ≳ 1.8e19 and underflow below ≈ 1e-23.
+                    for r in 0..<rows where !excluded.contains(r) {
+                        for c in 0..<channels {
+                            let x = Double(buffers[position][r * channels + c])
+                            let d = x - Double(rebuilt[position][r * channels + c])
+                            norm += x * x
+                            error += d * d
+                        }
+                    }
+                    errors.normSquared[kind, default: [:]][layer, default: 0] += norm * energyScale
+                    errors.errorSquared[kind, default: [:]][layer, default: 0] += error * energyScale
+                }
+            }
+        }
+        return errors
+    }
+
+    /// The (kind, layer group) pairs of `projections`, in order of first appearance.
+    static func groupsOf(_ projections: [Projection]) -> [(kind: TensorKind, layers: [Int])] {
+        ProjectionGroups(projections).keys.map { ($0.kind, $0.layers) }
+    }
+
+    /// The reconstructor of one (kind, layer group), with the ranks and quantization of `settings`; `index`
+    /// is `ProjectionGroups(projections)`, passed in when many groups are looked up.
+    static func reconstructor(
+        _ projections: [Projection], ranks: [Int]?, kind: TensorKind, layers: [Int], dump: Dump,
+        settings: ReconstructionSettings, index: ProjectionGroups? = nil
+    ) -> GroupReconstructor {
+        let members = (index ?? ProjectionGroups(projections)).members[.init(kind: kind, layers: layers)] ?? []
+        let quantizer =
+            settings.quantization == .none
+            ? nil : LatentQuantizer(bits: settings.quantization.bits, group: settings.quantGroup)
+        return GroupReconstructor(
+            projections: members.map { projections[$0] }, ranks: members.map { ranks?[$0] ?? projections[$0].rank },
+            layers: layers, channels: dump.shape.heads(of: kind) * dump.shape.headDim, kind: kind, quantizer: quantizer)
+    }
+
+    /// For each sequence, the first token position inside its window of the last `window` valid tokens
+    /// (Int.max when there is no window).
+    static func windowThresholds(_ runs: TokenRuns, window: Int) -> [Int] {
+        var thresholds = [Int](repeating: Int.max, count: runs.lengths.count)
+        guard window > 0 else { return thresholds }
+        var remaining = [Int](repeating: window, count: runs.lengths.count)
+        for run in runs.runs.reversed() where remaining[run.sequence] > 0 {
+            let take = min(run.count, remaining[run.sequence])
+            thresholds[run.sequence] = run.start + run.count - take
+            remaining[run.sequence] -= take
+        }
+        return thresholds
+    }
+}

@@ -1,0 +1,175 @@
+// Saving and loading an analysis's accumulators as HDF5 (`--save-state`, `kvstat merge`): the partial
+// result of one dump or token range, which later merges with others into the same statistics.
+import Foundation
+import HDF5Kit
+import KVNumerics
+
+/// The on-disk form of `AnalysisState`, schema `kvstat.state/2` (docs/statistics.md, "State files").
+///
+/// Root attributes: `format`, `kvstat_version`, `options` and `sources` (JSON), `layers` and `pairs`
+/// (numbers). Per tensor kind a group `/{kind}` with `layer/{i}/…` for the i-th analysed layer (Gram sum,
+/// count and packed lower triangle; channel moments; token-norm sketch; DCT energy; non-finite count) and
+/// `pair/{p}/…` for the p-th layer pair (cross product, cosine sum and count). One dataset per layer keeps
+/// memory at one layer's accumulators while saving or loading.
+public enum AnalysisStateFile {
+    public static let format = "kvstat.state/2"
+
+    /// Writes `state` to `path` atomically (a temporary name in the same folder, renamed into place).
+    public static func save(_ state: AnalysisState, to path: String, version: String) throws(DumpError) {
+        try AtomicHDF5Write.write(path, bytes: estimatedBytes(state), what: "state file") {
+            try write(state, into: $0, version: version)
+        }
+    }
+
+    /// Reads a state written by `save`.
+    public static func load(_ path: String) throws(DumpError) -> AnalysisState {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw DumpError(.cannotOpen, "no such state file, or it is not readable", file: path)
+        }
+        return try translatingHDF5Errors(file: path) { try read(path) }
+    }
+
+    /// The bytes the file will take: every accumulator's numbers (at most: a packed Gram, the moments, the
+    /// position profile and a full-range norm histogram per layer), plus HDF5's overhead per dataset.
+    static func estimatedBytes(_ state: AnalysisState) -> Int {
+        var bytes = 1 << 16
+        for ks in state.kinds.values {
+            let c = ks.shape.channels
+            let perLayer =
+                8 * (c * (c + 1) / 2 + 6 * c + PositionProfile.bucketCount * (c + 1) + 2 * 4096 + 3 * 64 + 80)
+            bytes += ks.layers.count * (perLayer + 16 * 4096)
+            bytes += ks.cross.count * (8 * c * c + 8192)
+        }
+        return bytes
+    }
+
+    /// Whether `path` is an HDF5 file with a kvstat state `format` root attribute, of this version or another
+    /// (`load` then says which), read without loading the state.
+    public static func isStateFile(_ path: String) -> Bool {
+        guard let file = try? HDF5File.open(path), let root = try? file.root() else { return false }
+        return (try? root.stringAttribute("format"))??.hasPrefix("kvstat.state/") == true
+    }
+
+    // MARK: writing
+
+    private static func write(_ state: AnalysisState, into file: HDF5File, version: String) throws {
+        let root = try file.root()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try root.setAttribute("format", format)
+        try root.setAttribute("kvstat_version", version)
+        try root.setAttribute("options", String(decoding: try encoder.encode(state.options), as: UTF8.self))
+        try root.setAttribute("sources", String(decoding: try encoder.encode(state.sources), as: UTF8.self))
+        try root.setAttribute("layers", state.layers.map(Double.init))
+        try root.setAttribute("pairs", state.pairs.flatMap { [Double($0.0), Double($0.1)] })
+        for (kind, ks) in state.kinds {
+            let group = try root.createGroup(kind.rawValue)
+            try group.setAttribute("channels", [Double(ks.shape.channels)])
+            try group.setAttribute("head_dim", [Double(ks.shape.headDim)])
+            // Every statistic writes its own datasets (`LayerStatistic.encode`), one group per analysed layer.
+            for i in ks.layers.indices {
+                try ks.layers[i].encode(to: StateGroup(try group.createGroup("layer/\(i)"), file: file.path))
+            }
+            for (p, cross) in ks.cross.enumerated() {
+                try cross.encode(to: StateGroup(try group.createGroup("pair/\(p)"), file: file.path))
+            }
+        }
+        try file.flush()
+    }
+
+    // MARK: reading
+
+    private static func read(_ path: String) throws -> AnalysisState {
+        let file = try HDF5File.open(path)
+        let root = try file.root()
+        let found = try root.stringAttribute("format")
+        if let found, found.hasPrefix("kvstat.state/"), found != format {
+            throw DumpError(
+                .badLayout,
+                "is a \(found) state file from another kvstat version; this one reads \(format): "
+                    + "run analyze --save-state again", file: path)
+        }
+        guard found == format else {
+            throw DumpError(.badLayout, "is not a kvstat state file (no format=\"\(format)\" attribute)", file: path)
+        }
+        let decoder = JSONDecoder()
+        guard let optionsText = try root.stringAttribute("options"),
+            let sourcesText = try root.stringAttribute("sources"),
+            let layerNumbers = try root.numericAttribute("layers"), let pairNumbers = try root.numericAttribute("pairs")
+        else {
+            throw DumpError(.badLayout, "state file lacks its options, sources, layers or pairs attribute", file: path)
+        }
+        let options = try decoder.decode(AnalysisOptions.self, from: Data(optionsText.utf8))
+        let sources = try decoder.decode([DumpSummary].self, from: Data(sourcesText.utf8))
+        // Numbers from the file are checked before they size anything: integral, in range, pairs within layers.
+        func integer(_ value: Double, _ range: ClosedRange<Int>, _ what: String) throws(DumpError) -> Int {
+            guard value.isFinite, value == value.rounded(), value >= Double(range.lowerBound),
+                value <= Double(range.upperBound)
+            else {
+                throw DumpError(
+                    .badLayout, "state file holds \(what) \(value), outside \(range.lowerBound)…\(range.upperBound)",
+                    file: path)
+            }
+            return Int(value)
+        }
+        let layers = try layerNumbers.map { try integer($0, 0...1_000_000, "layer number") }
+        // No pairs is written as an empty attribute, which reads back as one number.
+        let pairValues = pairNumbers.count == 1 ? [] : pairNumbers
+        guard pairValues.count % 2 == 0, !layers.isEmpty else {
+            throw DumpError(.badLayout, "state file's layers or pairs attribute is malformed", file: path)
+        }
+        let pairs = try stride(from: 0, to: pairValues.count, by: 2).map {
+            (
+                try integer(pairValues[$0], 0...(layers.count - 1), "pair position"),
+                try integer(pairValues[$0 + 1], 0...(layers.count - 1), "pair position")
+            )
+        }
+        var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs, sources: sources)
+        var loading = MemoryEstimate()
+        for name in try root.memberNames() {
+            guard let kind = TensorKind(rawValue: name) else { continue }
+            let group = try root.group(name)
+            guard let declared = try group.numericAttribute("channels")?.first else {
+                throw DumpError(.badLayout, "state group /\(name) lacks its channels attribute", file: path)
+            }
+            let channels = try integer(declared, 1...Dump.maxChannels, "channel count")
+            // What this kind's accumulators will take, from the declared sizes, before allocating them: per layer
+            // the packed Gram and the moments, per pair a C × C cross product; twice that while two states merge.
+            let perLayer = Bytes.sum(Bytes.product(4, channels, channels + 1), Bytes.product(64, channels))
+            let declaredPairs =
+                pairs.isEmpty ? 0 : try group.exists("pair") ? group.group("pair").memberNames().count : 0
+            loading.add(
+                "\(kind.rawValue) accumulators",
+                Bytes.product(
+                    2,
+                    Bytes.sum(
+                        Bytes.product(layers.count, perLayer),
+                        Bytes.product(declaredPairs, 8, channels, channels))),
+                hint: "merge fewer layers (analyze with --layers)")
+            try loading.check(file: path)
+            let declaredHeadDim = try group.numericAttribute("head_dim")?.first ?? Double(sources.first?.headDim ?? 1)
+            let headDim = try integer(declaredHeadDim, 1...channels, "head_dim")
+            let shape = LayerShape(channels: channels, headDim: headDim)
+            var ks = AnalysisState.KindState(shape: shape, layers: [], cross: [])
+            for i in layers.indices {
+                let layer = StateGroup(try group.group("layer/\(i)"), file: path)
+                ks.layers.append(try LayerStatistics.decode(from: layer, shape: shape, options: options))
+            }
+            let kindPairs = group.exists("pair") ? try group.group("pair").memberNames().count : 0
+            for p in 0..<kindPairs {
+                let pair = try group.group("pair/\(p)")
+                guard p < pairs.count else {
+                    throw DumpError(
+                        .badLayout, "has more layer pairs than the pairs attribute lists", file: path,
+                        dataset: pair.path)
+                }
+                ks.cross.append(
+                    try CrossLayerAccumulator(
+                        decoding: StateGroup(pair, file: path), layerA: layers[pairs[p].0],
+                        layerB: layers[pairs[p].1], channels: channels))
+            }
+            state.kinds[kind] = ks
+        }
+        return state
+    }
+}

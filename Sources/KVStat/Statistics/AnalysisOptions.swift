@@ -1,0 +1,95 @@
+// What `kvstat analyze` computes and how: sections, layers, centring, ranks, thresholds, block sizes.
+
+/// The statistics groups `--only` selects.
+public enum AnalysisSection: String, Sendable, Codable, CaseIterable {
+    case spectra, similarity, outliers, frequency
+}
+
+/// Which layer pairs get cross-layer statistics.
+public enum LayerPairs: String, Sendable, Codable {
+    /// (l, l+1): one cross product per layer, the default.
+    case adjacent
+    /// Every pair: L(L−1)/2 cross products of channels² float64 each, and one block per layer held at once.
+    case all
+}
+
+/// Options of an analysis run.
+public struct AnalysisOptions: Sendable, Codable, Equatable {
+    public var sections: Set<AnalysisSection> = Set(AnalysisSection.allCases)
+    /// Layers to analyse (nil: all), in increasing order: numbers the dump has, resolved from a `--layers` list
+    /// (`IndexList.resolve`) once the dump is open, so their count never exceeds the dump's layers.
+    public var layers: [Int]?
+    /// Sequences (batch rows) to analyse (nil: all), in increasing order, resolved like `layers`.
+    public var sequences: [Int]?
+    /// Token positions to analyse in every sequence (nil: all). Splitting a dump into position ranges and
+    /// merging the states reproduces the whole except for the DCT, whose windows then end at the split
+    /// unless the split falls on a `dctWindow` boundary.
+    public var tokenRange: Range<Int>?
+    /// Column-centre X before the SVD (spectra and subspace alignment). CKA is always centred.
+    public var center = false
+    /// r of the subspace alignments.
+    public var alignRank = 32
+    /// A channel is an outlier when its max |x| exceeds this × the median channel's; a token is a sink when its
+    /// norm exceeds this × the median token norm.
+    public var outlierFactor = 6.0
+    /// DCT window in tokens (nil: each sequence whole).
+    public var dctWindow: Int?
+    /// Token rows per block (> 0); a larger value than the tokens read is clipped to them (`BlockPlan`).
+    public var blockTokens = TokenBlockReader.defaultBlockTokens
+    public var pairs = LayerPairs.adjacent
+    /// Largest panel (window tokens × channels × 4 bytes) the frequency pass reads at once; wider layers are
+    /// transformed a group of heads at a time.
+    public var frequencyPanelBytes = 32 << 20
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sections = Set(try c.decode([AnalysisSection].self, forKey: .sections))
+        layers = try c.decodeIfPresent([Int].self, forKey: .layers)
+        sequences = try c.decodeIfPresent([Int].self, forKey: .sequences)
+        tokenRange = try c.decodeIfPresent(Range<Int>.self, forKey: .tokenRange)
+        center = try c.decode(Bool.self, forKey: .center)
+        alignRank = try c.decode(Int.self, forKey: .alignRank)
+        outlierFactor = try c.decode(Double.self, forKey: .outlierFactor)
+        dctWindow = try c.decodeIfPresent(Int.self, forKey: .dctWindow)
+        blockTokens = try c.decode(Int.self, forKey: .blockTokens)
+        pairs = try c.decode(LayerPairs.self, forKey: .pairs)
+        frequencyPanelBytes = try c.decode(Int.self, forKey: .frequencyPanelBytes)
+    }
+
+    /// Encodes sections in their canonical order, so the same options always give the same JSON.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(AnalysisSection.allCases.filter(sections.contains), forKey: .sections)
+        try c.encodeIfPresent(layers, forKey: .layers)
+        try c.encodeIfPresent(sequences, forKey: .sequences)
+        try c.encodeIfPresent(tokenRange, forKey: .tokenRange)
+        try c.encode(center, forKey: .center)
+        try c.encode(alignRank, forKey: .alignRank)
+        try c.encode(outlierFactor, forKey: .outlierFactor)
+        try c.encodeIfPresent(dctWindow, forKey: .dctWindow)
+        try c.encode(blockTokens, forKey: .blockTokens)
+        try c.encode(pairs, forKey: .pairs)
+        try c.encode(frequencyPanelBytes, forKey: .frequencyPanelBytes)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sections, layers, sequences, center, pairs
+        case tokenRange = "token_range"
+        case alignRank = "align_rank"
+        case outlierFactor = "outlier_factor"
+        case dctWindow = "dct_window"
+        case blockTokens = "block_tokens"
+        case frequencyPanelBytes = "frequency_panel_bytes"
+    }
+}
+
+/// Progress of a long analysis, for the CLI to render.
+public struct AnalysisProgress: Sendable {
+    public var stage: String
+    public var completed: Int
+    public var total: Int
+    /// Bytes of tensor data read so far in this stage (as float32).
+    public var bytes: Int
+}

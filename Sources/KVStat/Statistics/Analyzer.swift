@@ -1,0 +1,256 @@
+// The streaming passes of `kvstat analyze`: one pass over token blocks (all layers of a kind in lockstep, so
+// each block of layer l meets the same tokens of the layers it is paired with) and, for frequency, one
+// pass over sequence windows. Every block is folded into accumulators and dropped.
+import Foundation
+import KVNumerics
+
+public enum Analyzer {
+    /// Reads `dump` and returns the filled accumulators; wall time per stage goes to `timings`.
+    public static func accumulate(
+        _ dump: Dump, options: AnalysisOptions, timings: StageTimings = StageTimings(),
+        progress: ((AnalysisProgress) -> Void)? = nil
+    ) throws -> AnalysisState {
+        let layers = try dump.selectLayers(options.layers)
+        let needsPairs = options.sections.contains(.similarity)
+        let runs = try selectedRuns(dump, options: options)
+        // Refuse a run that cannot fit before allocating anything sized by the dump (exit 69).
+        let pairCount =
+            !needsPairs || layers.count < 2
+            ? 0
+            : options.pairs == .adjacent ? layers.count - 1 : Bytes.product(layers.count, layers.count - 1) / 2
+        try MemoryEstimate.analysis(dump: dump, options: options, layers: layers.count, pairs: pairCount, runs: runs)
+            .check(file: dump.path)
+        var pairs: [(Int, Int)] = []
+        if needsPairs {
+            switch options.pairs {
+            case .adjacent: pairs = layers.indices.dropLast().map { ($0, $0 + 1) }
+            case .all: pairs = layers.indices.flatMap { a in (a + 1..<layers.count).map { (a, $0) } }
+            }
+        }
+        let selection = [
+            options.sequences.map { "sequences \(IndexList.text($0))" },
+            options.tokenRange.map {
+                "tokens \($0.lowerBound):\($0.upperBound == Int.max ? "" : String($0.upperBound))"
+            },
+        ].compactMap { $0 }
+        var state = AnalysisState(
+            options: options, layers: layers, kinds: [:], pairs: pairs,
+            sources: [
+                DumpSummary(
+                    dump, selected: runs,
+                    selection: selection.isEmpty ? nil : selection.joined(separator: ", "),
+                    sequences: options.sequences, tokenRange: options.tokenRange)
+            ])
+        let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
+        // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
+        // from the page cache the passes fill).
+        let digest = DigestTask(dump)
+        for kind in dump.kinds {
+            let channels = dump.shape.heads(of: kind) * dump.shape.headDim
+            let shape = LayerShape(channels: channels, headDim: dump.shape.headDim)
+            let kindPairs = (kind == .key || kind == .value || kind == .keyPreRope) ? pairs : []
+            var kindState = AnalysisState.KindState(
+                shape: shape, layers: layers.map { _ in LayerStatistics(shape: shape, options: options) },
+                cross: kindPairs.map {
+                    CrossLayerAccumulator(layerA: layers[$0.0], layerB: layers[$0.1], channels: channels)
+                })
+            try blockPass(
+                dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState,
+                timings: timings, progress: progress)
+            if options.sections.contains(.frequency) {
+                try frequencyPass(
+                    dump, runs: runs, kind: kind, layers: layers, options: options, state: &kindState, timings: timings,
+                    progress: progress)
+            }
+            state.kinds[kind] = kindState
+        }
+        state.sources[0].sha256 = try timings.measure("sha256") { try digest.result() }
+        return state
+    }
+
+    /// The dump's valid tokens restricted to `options.sequences` and `options.tokenRange`.
+    static func selectedRuns(_ dump: Dump, options: AnalysisOptions) throws(DumpError) -> TokenRuns {
+        guard options.sequences != nil || options.tokenRange != nil else { return dump.tokenRuns }
+        if let bad = options.sequences?.first(where: { $0 < 0 || $0 >= dump.shape.sequences }) {
+            throw DumpError(
+                .badData, "sequence \(bad) asked for, but the dump has sequences 0–\(dump.shape.sequences - 1)",
+                file: dump.path)
+        }
+        let runs = dump.tokenRuns.selecting(sequences: options.sequences.map(Set.init), positions: options.tokenRange)
+        guard runs.totalTokens > 0 else {
+            throw DumpError(
+                .badData, "the selected sequences and token positions hold no valid tokens", file: dump.path)
+        }
+        return runs
+    }
+
+    /// Token-block-major pass: for each block, every layer in turn; a layer's block is kept while a later
+    /// layer it is paired with is folded (one previous block for adjacent pairs, all for `--all-pairs`).
+    static func blockPass(
+        _ dump: Dump, kind: TensorKind, layers: [Int], plan: BlockPlan, pairs: [(Int, Int)],
+        options: AnalysisOptions, state: inout AnalysisState.KindState, timings: StageTimings,
+        progress: ((AnalysisProgress) -> Void)?
+    ) throws {
+        let scratch = ReadScratch()
+        let readers = try layers.map { layer throws(DumpError) in
+            try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
+        }
+        // Pairs by their later layer: when layer b's block is read, fold each (a, b) with a's kept block.
+        var partners: [Int: [(pair: Int, a: Int)]] = [:]
+        for (i, p) in pairs.enumerated() { partners[p.1, default: []].append((i, p.0)) }
+        let keepAll = pairs.contains { $0.1 - $0.0 > 1 }
+        var buffers = [[Float]](repeating: [], count: keepAll ? layers.count : min(layers.count, 2))
+        var blockInfo = [(rows: Int, excluded: [Int], nonFinite: Int)](repeating: (0, [], 0), count: buffers.count)
+        let columns = readers.first.map { $0.heads * $0.headDim } ?? 0
+        let foldScratch = FoldScratch()  // one channels² block product, shared by every layer and pair
+        var bytes = 0
+        for blockIndex in plan.blocks.indices {
+            for (li, reader) in readers.enumerated() {
+                let slot = keepAll ? li : li % 2
+                let start = DispatchTime.now().uptimeNanoseconds
+                var folding = 0.0
+                try plan.read(blockIndex, from: reader, into: &buffers[slot]) { block in
+                    let foldStart = DispatchTime.now().uptimeNanoseconds
+                    state.layers[li].fold(block, scratch: foldScratch, timings: timings)
+                    folding = Double(DispatchTime.now().uptimeNanoseconds - foldStart) / 1e9
+                    blockInfo[slot] = (block.rows, block.excludedRows, block.nonFiniteValues)
+                    bytes += block.rows * block.columns * 4
+                }
+                timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 - folding)
+                for (pairIndex, a) in partners[li] ?? [] {
+                    let other = keepAll ? a : a % 2
+                    let info = blockInfo[slot]
+                    let otherInfo = blockInfo[other]
+                    let runs = plan.pieces(of: blockIndex)
+                    buffers[other].withUnsafeBufferPointer { pa in
+                        buffers[slot].withUnsafeBufferPointer { pb in
+                            let blockA = TokenBlock(
+                                rows: otherInfo.rows, columns: columns,
+                                values: UnsafeBufferPointer(rebasing: pa[0..<(otherInfo.rows * columns)]),
+                                runs: runs, excludedRows: otherInfo.excluded, nonFiniteValues: otherInfo.nonFinite)
+                            let blockB = TokenBlock(
+                                rows: info.rows, columns: columns,
+                                values: UnsafeBufferPointer(rebasing: pb[0..<(info.rows * columns)]),
+                                runs: runs, excludedRows: info.excluded, nonFiniteValues: info.nonFinite)
+                            timings.measure("cross", flops: Double(2 * info.rows * columns * columns)) {
+                                state.cross[pairIndex].fold(blockA, blockB, scratch: &foldScratch.product)
+                            }
+                        }
+                    }
+                }
+            }
+            progress?(
+                AnalysisProgress(stage: kind.plural, completed: blockIndex + 1, total: plan.blocks.count, bytes: bytes))
+        }
+    }
+
+    /// Sequence-window pass for the DCT: each window of each sequence, a panel of as many heads as fit
+    /// `frequencyPanelBytes`, transformed along tokens by a cached FFTW plan.
+    static func frequencyPass(
+        _ dump: Dump, runs selected: TokenRuns, kind: TensorKind, layers: [Int], options: AnalysisOptions,
+        state: inout AnalysisState.KindState, timings: StageTimings,
+        progress: ((AnalysisProgress) -> Void)?
+    ) throws {
+        let heads = dump.shape.heads(of: kind)
+        let headDim = dump.shape.headDim
+        var plans: [[Int]: DCTPlan] = [:]
+        var panel: [Float] = []
+        // Valid tokens of each sequence, as its runs; a window is a slice of that concatenation.
+        var runsBySequence = [[TokenRun]](repeating: [], count: dump.shape.sequences)
+        for run in selected.runs { runsBySequence[run.sequence].append(run) }
+        let scratch = ReadScratch()
+        var bytes = 0
+        for (li, layer) in layers.enumerated() {
+            let reader = try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
+            for (sequence, runs) in runsBySequence.enumerated() {
+                let length = runs.reduce(0) { $0 + $1.count }
+                let window = min(options.dctWindow ?? length, length)
+                guard window > 0 else { continue }
+                let headsPerPanel = max(1, min(heads, options.frequencyPanelBytes / max(window * headDim * 4, 1)))
+                var windowStart = 0
+                while windowStart < length {
+                    let n = min(window, length - windowStart)
+                    for h0 in stride(from: 0, to: heads, by: headsPerPanel) {
+                        let headRange = h0..<min(h0 + headsPerPanel, heads)
+                        let count = headRange.count * headDim
+                        if panel.count < n * count { panel = [Float](repeating: 0, count: n * count) }
+                        let key = [n, count]
+                        if plans[key] == nil {
+                            // Measure long transforms on the panel before it is filled (planning overwrites it).
+                            plans[key] =
+                                n >= DCTPlan.measuredLength
+                                ? panel.withUnsafeMutableBufferPointer {
+                                    DCTPlan(length: n, count: count, measuringOn: $0)
+                                }
+                                : DCTPlan(length: n, count: count)
+                        }
+                        let plan = plans[key]!
+                        // Copy the window's tokens, which may span several runs of the sequence.
+                        let readStart = DispatchTime.now().uptimeNanoseconds
+                        var offset = 0
+                        var row = 0
+                        for run in runs {
+                            let lo = max(windowStart - offset, 0)
+                            let hi = min(windowStart + n - offset, run.count)
+                            if lo < hi {
+                                try panel.withUnsafeMutableBufferPointer { out throws(DumpError) in
+                                    try reader.read(
+                                        sequence: sequence, start: run.start + lo, count: hi - lo, heads: headRange,
+                                        into: out, row: row)
+                                }
+                                row += hi - lo
+                            }
+                            offset += run.count
+                        }
+                        for i in 0..<(n * count) where !panel[i].isFinite { panel[i] = 0 }
+                        timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9)
+                        timings.measure("dct") {
+                            panel.withUnsafeMutableBufferPointer { buffer in
+                                let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
+                                // The DCT is linear: a window beyond float32's safe range for squares is
+                                // rescaled by a power of two and its energies scaled back.
+                                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(UnsafeBufferPointer(view)))
+                                if !scale.isIdentity { scale.apply(UnsafeBufferPointer(view), into: view) }
+                                plan.transform(view, into: view)
+                                state.layers[li].modify(FrequencyEnergy.self) {
+                                    $0.fold(
+                                        coefficients: UnsafeBufferPointer(view), length: n, count: count,
+                                        energyScale: scale.undo(power: 2))
+                                }
+                            }
+                        }
+                        bytes += n * count * 4
+                    }
+                    windowStart += n
+                }
+            }
+            progress?(
+                AnalysisProgress(
+                    stage: "\(kind.rawValue) frequency", completed: li + 1, total: layers.count, bytes: bytes))
+        }
+    }
+}
+
+/// A file's SHA-256 computed on a background thread; `result()` waits for it.
+private final class DigestTask: @unchecked Sendable {
+    // @unchecked Sendable: `outcome` is written once by the worker before `done` is signalled and read
+    // only after waiting on `done`.
+    private var outcome: Result<String, DumpError> = .failure(DumpError(.notReadable, "not hashed"))
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ dump: Dump) {
+        Thread.detachNewThread { [self] in
+            do throws(DumpError) {
+                outcome = .success(try dump.sha256())
+            } catch {
+                outcome = .failure(error)
+            }
+            done.signal()
+        }
+    }
+
+    func result() throws(DumpError) -> String {
+        done.wait()
+        return try outcome.get()
+    }
+}

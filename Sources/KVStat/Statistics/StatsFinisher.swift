@@ -1,0 +1,115 @@
+// Turns filled accumulators into statistics: eigendecompositions of the Gram matrices, effective ranks,
+// outliers, sinks, frequency fractions, and the cross-layer pairs (CKA, cosine, subspace alignments).
+// Degenerate data has documented results (docs/statistics.md, "Degenerate data"): undefined ratios are nil
+// (JSON null), never 0 or NaN, and each layer's `notes` say which condition was met.
+import KVNumerics
+
+public enum StatsFinisher {
+    /// Finishes `state` into the report written as stats.json: every layer's statistics in registration order
+    /// (`LayerStatistics.finish`), then the cross-layer pairs; the eigendecompositions' time goes to `timings`.
+    public static func finish(
+        _ state: AnalysisState, version: String, timings: StageTimings = StageTimings()
+    ) throws -> StatsReport {
+        let o = state.options
+        var layers = state.layers.map { StatsReport.Layer(layer: $0, kinds: [:]) }
+        var similarity: [String: [StatsReport.Pair]] = [:]
+        let dump = DumpSummary.combining(state.sources)
+        for kind in state.kinds.keys.sorted() {
+            let ks = state.kinds[kind]!
+            let wantsBasis = o.sections.contains(.similarity) && !ks.cross.isEmpty
+            // Top-r right singular vectors (columns) and σ, per layer, for the alignments.
+            var bases: [(vectors: Matrix<Double>, sigma: [Double])?] = []
+            for li in state.layers.indices {
+                var stats = StatsReport.KindStats(tokens: 0, nonFinite: 0)
+                var context = FinishContext(
+                    options: o, shape: ks.shape, timings: timings, wantsBasis: wantsBasis, basis: nil)
+                try ks.layers[li].finish(into: &stats, context: &context)
+                bases.append(context.basis)
+                layers[li].kinds[kind] = stats
+            }
+            if wantsBasis {
+                similarity[kind.rawValue] = timings.measure("pairs") {
+                    pairs(ks, bases: bases, pairs: state.pairs, layerNumbers: state.layers, centered: o.center)
+                }
+            }
+        }
+        return StatsReport(
+            kvstatVersion: version, options: o, dump: dump, sources: state.sources.map(\.path),
+            layerNumbers: state.layers, layers: layers, similarity: similarity)
+    }
+
+    /// CKA, cosine and alignments of every computed pair (positions into the analysed layers); a measure is
+    /// nil where it is undefined (see `StatsReport.Pair`).
+    static func pairs(
+        _ ks: AnalysisState.KindState, bases: [(vectors: Matrix<Double>, sigma: [Double])?],
+        pairs: [(Int, Int)], layerNumbers: [Int], centered: Bool
+    ) -> [StatsReport.Pair] {
+        let grams = ks.gram
+        // ‖XᵀX‖_F of each column-centred layer, once (a layer is in up to L − 1 pairs).
+        var centeredNorms: [Int: Double] = [:]
+        for (a, b) in pairs {
+            for layer in [a, b] where centeredNorms[layer] == nil {
+                centeredNorms[layer] = grams[layer].hasSpread ? frobenius(grams[layer].matrix(centered: true)) : 0
+            }
+        }
+        return pairs.enumerated().map { index, positions in
+            let (a, b) = positions
+            let pair = ks.cross[index]
+            // Linear CKA of column-centred matrices: ‖AᵀB‖²_F / (‖AᵀA‖_F ‖BᵀB‖_F).
+            let ga = grams[a]
+            let gb = grams[b]
+            let n = Double(ga.count)
+            let mua = ga.mean
+            let mub = gb.mean
+            let c = ga.channels
+            var crossNorm = 0.0
+            var centeredCross = pair.cross
+            for i in 0..<c {
+                for j in 0..<c {
+                    let v = pair.cross[i, j] - n * mua[i] * mub[j]
+                    crossNorm += v * v
+                    if centered { centeredCross[i, j] = v }
+                }
+            }
+            let na = centeredNorms[a]!
+            let nb = centeredNorms[b]!
+            let cka = na > 0 && nb > 0 ? finite(crossNorm / (na * nb)) : nil
+            var subspace: Double?
+            var channel: Double?
+            if a < bases.count, b < bases.count, let (va, sa) = bases[a], let (vb, sb) = bases[b] {
+                let r = min(sa.count, sb.count)
+                if r > 0 {
+                    // Token-side: U = X V Σ⁻¹, so UₐᵀU_b = Σₐ⁻¹ Vₐᵀ (AᵀB) V_b Σ_b⁻¹.
+                    let middle = BLAS.multiply(BLAS.multiply(va, centeredCross, transposeA: true), vb)
+                    var s = 0.0
+                    var t = 0.0
+                    for i in 0..<r {
+                        for j in 0..<r {
+                            let u = middle[i, j] / (sa[i] * sb[j])
+                            s += u * u
+                        }
+                    }
+                    subspace = unitInterval(s / Double(r))
+                    let overlap = BLAS.multiply(va, vb, transposeA: true)
+                    for i in 0..<r { for j in 0..<r { t += overlap[i, j] * overlap[i, j] } }
+                    channel = unitInterval(t / Double(r))
+                }
+            }
+            return StatsReport.Pair(
+                layerA: layerNumbers[a], layerB: layerNumbers[b], cosine: pair.meanCosine, cka: cka,
+                subspaceAlignment: subspace, channelAlignment: channel)
+        }
+    }
+
+    static func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
+
+    /// An alignment ‖AᵀB‖²_F / r of orthonormal r-column bases lies in [0, 1]; rounding may overshoot by a few
+    /// ulps (clamped). A value further out would be a bug, not a number to report: nil.
+    static func unitInterval(_ x: Double) -> Double? {
+        guard x.isFinite, x >= -1e-9, x <= 1 + 1e-6 else { return nil }
+        return min(max(x, 0), 1)
+    }
+
+    static func frobenius(_ m: Matrix<Double>) -> Double { m.values.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+
+}

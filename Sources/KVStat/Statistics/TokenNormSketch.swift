@@ -1,0 +1,160 @@
+// Per-token L2 norms in bounded memory: a log-spaced histogram (for the median) and the largest norms with
+// their positions (attention sinks / massive activations).
+import Foundation
+import KVNumerics
+
+/// A mergeable sketch of the distribution of per-token norms ‖x_t‖₂.
+///
+/// The histogram has `binsPerOctave` bins per factor of two over norms 2⁻¹⁶⁰ … 2¹⁶⁰ (every norm a float32
+/// row can have), so the median is known to within 2^(1/64) ≈ 1.1 %; it is sparse (only occupied bins are
+/// stored), so its size grows with the spread of the norms, not with the range. The `capacity` largest norms
+/// are kept exactly with their (sequence, token) positions. Norms are formed in float32 from a row rescaled
+/// by a power of two when its squares would leave float32's range (`PowerOfTwoScale`), then scaled back in
+/// float64. Rows that are all zero — including rows excluded for non-finite values — are not counted.
+/// Merge rule: add the histograms and counts, keep the largest `capacity` entries.
+public struct TokenNormSketch: LayerStatistic {
+    public struct Entry: Sendable, Codable, Equatable {
+        public var sequence: Int
+        public var token: Int
+        public var norm: Double
+    }
+
+    static let binsPerOctave = 64.0
+    static let minExponent = -160.0
+    static let octaves = 320
+    static var binCount: Int { octaves * Int(binsPerOctave) }
+
+    /// Occupied histogram bins → tokens in them.
+    public internal(set) var histogram: [Int: Int] = [:]
+    public internal(set) var count = 0
+    /// The largest norms seen, descending.
+    public internal(set) var largest: [Entry] = []
+    public let capacity: Int
+
+    public init(capacity: Int = 64) {
+        self.capacity = capacity
+    }
+
+    static func bin(_ norm: Double) -> Int {
+        guard norm > 0, norm.isFinite else { return norm > 0 ? binCount - 1 : 0 }
+        let position = (log2(norm) - minExponent) * binsPerOctave
+        return Int(min(max(position, 0), Double(binCount - 1)))
+    }
+
+    public mutating func fold(_ block: TokenBlock) {
+        let c = block.columns
+        var row = 0
+        for run in block.runs {
+            for i in 0..<run.count {
+                // Each row rescaled by its own power of two, so a tiny row next to a huge one keeps its norm.
+                let values = UnsafeBufferPointer(rebasing: block.values[((row + i) * c)..<((row + i + 1) * c)])
+                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(values))
+                let factor = scale.factor
+                var s: Float = 0
+                for x in values {
+                    let y = x * factor
+                    s += y * y
+                }
+                let norm = Double(s).squareRoot() * scale.undo(power: 1)
+                if norm > 0 { add(Entry(sequence: run.sequence, token: run.start + i, norm: norm)) }
+            }
+            row += run.count
+        }
+    }
+
+    mutating func add(_ entry: Entry) {
+        histogram[TokenNormSketch.bin(entry.norm), default: 0] += 1
+        count += 1
+        if largest.count < capacity || entry.norm > largest[largest.count - 1].norm {
+            let index = largest.firstIndex { $0.norm < entry.norm } ?? largest.count
+            largest.insert(entry, at: index)
+            if largest.count > capacity { largest.removeLast() }
+        }
+    }
+
+    public mutating func merge(_ other: TokenNormSketch) {
+        histogram.merge(other.histogram, uniquingKeysWith: +)
+        count += other.count
+        largest = Array((largest + other.largest).sorted { $0.norm > $1.norm }.prefix(capacity))
+    }
+
+    /// The median norm, as the geometric centre of the histogram bin holding it; nil when no token has a
+    /// non-zero norm.
+    public var median: Double? {
+        guard count > 0 else { return nil }
+        var seen = 0
+        for bin in histogram.keys.sorted() {
+            seen += histogram[bin]!
+            if 2 * seen >= count {
+                return exp2((Double(bin) + 0.5) / TokenNormSketch.binsPerOctave + TokenNormSketch.minExponent)
+            }
+        }
+        return nil
+    }
+
+    /// Tokens whose norm exceeds `factor` × the median (at most `capacity` of them), and how many exceed it
+    /// in all (from the histogram, exact to the bin). None when there is no median.
+    public func sinks(factor: Double) -> (entries: [Entry], count: Int) {
+        guard let median else { return ([], 0) }
+        let threshold = factor * median
+        let entries = largest.filter { $0.norm > threshold }
+        let edge = TokenNormSketch.bin(threshold)
+        let binned = histogram.reduce(0) { $0 + ($1.key > edge ? $1.value : 0) }
+        return (entries, max(entries.count, binned))
+    }
+}
+
+// MARK: LayerStatistic: state file `norms_*`; stats.json `token_norms`.
+
+extension TokenNormSketch {
+    public static var stateName: String { "norms" }
+    public static var timingStage: String { "outliers" }
+    public static func isComputed(by options: AnalysisOptions) -> Bool { options.sections.contains(.outliers) }
+
+    public init(shape: LayerShape) { self.init() }
+
+    public mutating func fold(_ block: TokenBlock, scratch: FoldScratch) { fold(block) }
+
+    public func encode(to group: StateGroup) throws {
+        try group.write("norms_count", [Int64(count)])
+        let bins = histogram.keys.sorted()
+        try group.write("norms_bins", bins.map(Int64.init))
+        try group.write("norms_bin_counts", bins.map { Int64(histogram[$0]!) })
+        try group.write(
+            "norms_largest_position", largest.flatMap { [Int64($0.sequence), Int64($0.token)] },
+            shape: [largest.count, 2])
+        try group.write("norms_largest_norm", largest.map(\.norm))
+    }
+
+    public init(decoding group: StateGroup, shape: LayerShape) throws {
+        self.init()
+        count = try group.count("norms_count")
+        let bins: [Int64] = try group.read("norms_bins")
+        let binCounts: [Int64] = try group.read("norms_bin_counts", count: bins.count)
+        for (bin, n) in zip(bins, binCounts) {
+            guard (0..<Int64(TokenNormSketch.binCount)).contains(bin), n >= 0 else {
+                throw DumpError(
+                    .badLayout, "holds a histogram bin outside the sketch", file: group.file,
+                    dataset: group.group.childPath("norms_bins"))
+            }
+            histogram[Int(bin), default: 0] += Int(n)
+        }
+        let norms: [Double] = try group.read("norms_largest_norm")
+        let positions: [Int64] = try group.read("norms_largest_position", count: 2 * norms.count)
+        largest = norms.indices.map {
+            Entry(sequence: Int(positions[2 * $0]), token: Int(positions[2 * $0 + 1]), norm: norms[$0])
+        }
+    }
+
+    /// The median token norm (null when no token has a non-zero one) and the sinks above F × it.
+    public func finish(into stats: inout StatsReport.KindStats, context: inout FinishContext) throws {
+        let medianNorm = median
+        let (entries, count) = sinks(factor: context.options.outlierFactor)
+        stats.tokenNorms = StatsReport.Tokens(
+            medianNorm: medianNorm,
+            sinks: entries.map {
+                StatsReport.Sink(sequence: $0.sequence, token: $0.token, norm: $0.norm, ratio: $0.norm / medianNorm!)
+            },
+            sinkCount: count)
+    }
+}
