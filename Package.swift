@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "kvstat",
             dependencies: [
-                "KVStat", "KVReport", "KVBatch", "KVNumerics", "CProcessControl",
+                "KVStat", "KVReport", "KVBatch", "KVNumerics", "HDF5Kit", "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

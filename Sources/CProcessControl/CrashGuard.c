@@ -13,6 +13,7 @@
 static char kv_guard_library[64];
 static char kv_guard_file[4096];
 static atomic_int kv_guard_file_length;
+static atomic_int kv_guard_writing;
 static struct sigaction kv_guard_previous[32];
 static const int kv_guard_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 
@@ -22,6 +23,17 @@ static void kv_guard_write(const char *text, size_t length) {
         if (n <= 0) return;
         text += n;
         length -= (size_t)n;
+    }
+}
+
+/// `kvstat: error: FILE: ` (the file noted last, when any), written with write(2) only.
+static void kv_guard_write_prefix(void) {
+    const char *prefix = "kvstat: error: ";
+    kv_guard_write(prefix, strlen(prefix));
+    int length = atomic_load(&kv_guard_file_length);
+    if (length > 0) {
+        kv_guard_write(kv_guard_file, (size_t)length);
+        kv_guard_write(": ", 2);
     }
 }
 
@@ -36,12 +48,13 @@ static void kv_guard_handler(int sig, siginfo_t *info, void *context) {
         if (dladdr(frames[i], &where) && where.dli_fname && strstr(where.dli_fname, kv_guard_library)) inLibrary = 1;
     }
     if (inLibrary) {
-        const char *prefix = "kvstat: error: ";
-        kv_guard_write(prefix, strlen(prefix));
-        int length = atomic_load(&kv_guard_file_length);
-        if (length > 0) {
-            kv_guard_write(kv_guard_file, (size_t)length);
-            kv_guard_write(": ", 2);
+        kv_guard_write_prefix();
+        if (atomic_load(&kv_guard_writing)) {
+            // Building an output is kvstat's own doing: a crash there is a bug, not a bad input.
+            const char *message = "the HDF5 library crashed while kvstat was writing this file "
+                                  "(an internal error: please report it with the command line)\n";
+            kv_guard_write(message, strlen(message));
+            _exit(70);
         }
         const char *message = "the HDF5 library crashed while reading this file: its metadata is corrupt "
                               "(check it with h5dump, or write it again)\n";
@@ -70,9 +83,62 @@ int kv_install_crash_guard(const char *library) {
 }
 
 void kv_crash_guard_note_file(const char *path) {
+    atomic_store(&kv_guard_writing, 0);
     size_t length = strlen(path);
     if (length >= sizeof kv_guard_file) length = sizeof kv_guard_file - 1;
     atomic_store(&kv_guard_file_length, 0);
     memcpy(kv_guard_file, path, length);
     atomic_store(&kv_guard_file_length, (int)length);
 }
+
+void kv_crash_guard_note_writing(const char *path) {
+    kv_crash_guard_note_file(path);
+    atomic_store(&kv_guard_writing, 1);
+}
+
+// A watchdog for libhdf5 metadata calls: a corrupt heap can send libhdf5 1.10 into an endless loop while it reads
+// an attribute or a group. Each metadata call is bracketed by begin/end; a thread checks the bracket's age and,
+// past the limit, reports the file as corrupt (exit 65). Data reads are not bracketed: they may take long.
+#include <pthread.h>
+#include <time.h>
+
+static atomic_llong kv_watch_started;  // monotonic ns when the current metadata call began; 0 when none
+static long long kv_watch_limit_ns;
+
+static long long kv_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void *kv_watch_loop(void *unused) {
+    (void)unused;
+    for (;;) {
+        struct timespec pause = {0, 200000000};
+        nanosleep(&pause, NULL);
+        long long started = atomic_load(&kv_watch_started);
+        if (started != 0 && kv_now_ns() - started > kv_watch_limit_ns) {
+            kv_guard_write_prefix();
+            const char *message = "the HDF5 library did not finish reading this file's metadata in time: it is "
+                                  "probably corrupt (check it with h5dump, or write it again)\n";
+            kv_guard_write(message, strlen(message));
+            _exit(65);
+        }
+    }
+    return NULL;
+}
+
+int kv_install_metadata_watchdog(double seconds) {
+    kv_watch_limit_ns = (long long)(seconds * 1e9);
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    int status = pthread_create(&thread, &attributes, kv_watch_loop, NULL);
+    pthread_attr_destroy(&attributes);
+    return status;
+}
+
+void kv_metadata_call_begin(void) { atomic_store(&kv_watch_started, kv_now_ns()); }
+
+void kv_metadata_call_end(void) { atomic_store(&kv_watch_started, 0); }

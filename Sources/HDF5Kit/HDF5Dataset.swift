@@ -73,7 +73,8 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
 
         let dcpl = Handle(
             try check(
-                H5Dget_create_plist(handle.id), .readFailed, "cannot read dataset "
+                H5Dget_create_plist(handle.id), .readFailed,
+                "cannot read dataset "
                     + "properties", file: file, object: path),
             .propertyList)
         let layout = H5Pget_layout(dcpl.id)
@@ -334,6 +335,6 @@ extension HDF5Filter {
     public static func unavailableMessage(_ names: [String]) -> String {
         "compression filter '\(names.joined(separator: "', '"))' is not available in this HDF5 library; convert the "
             + "file with `h5repack -f GZIP=4 IN.h5 OUT.h5` (h5repack needs the filter plugin, e.g. from hdf5plugin) "
-                + "or rewrite it with h5py using compression='gzip'"
+            + "or rewrite it with h5py using compression='gzip'"
     }
 }

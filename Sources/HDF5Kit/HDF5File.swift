@@ -15,8 +15,13 @@ public final class HDF5File: Sendable {
         self.path = path
     }
 
-    /// Opens an existing file read-only.
+    /// `open` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public static func open(_ path: String) throws -> HDF5File {
+        try MetadataWatchdog.bracket { try openUnguarded(path) }
+    }
+
+    /// Opens an existing file read-only.
+    private static func openUnguarded(_ path: String) throws -> HDF5File {
         silenceHDF5ErrorPrinting()
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -46,7 +51,7 @@ public final class HDF5File: Sendable {
             } else if stack.contains("layout") || stack.contains("superblock") || stack.contains("version") {
                 message =
                     "cannot open HDF5 file; if it was written by h5py with libver='latest', rewrite it with the "
-                        + "default libver (HDF5 1.10 reads those)"
+                    + "default libver (HDF5 1.10 reads those)"
             }
             throw HDF5Error(.openFailed, message, file: path, cause: stack)
         }

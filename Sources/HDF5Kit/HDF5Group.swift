@@ -32,8 +32,13 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
         return Int(clamping: info.nlinks)
     }
 
-    /// Names of the group's direct members, in HDF5's name order.
+    /// `memberNames` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func memberNames() throws -> [String] {
+        try MetadataWatchdog.bracket { try memberNamesUnguarded() }
+    }
+
+    /// Names of the group's direct members, in HDF5's name order.
+    private func memberNamesUnguarded() throws -> [String] {
         var info = H5G_info_t()
         try check(H5Gget_info(handle.id, &info), .readFailed, "cannot list group", file: filePath, object: path)
         var names: [String] = []
@@ -63,13 +68,23 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
         return type < 0 ? nil : .other
     }
 
-    /// Opens the group at `relative`.
+    /// `group` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func group(_ relative: String) throws -> HDF5Group {
+        try MetadataWatchdog.bracket { try groupUnguarded(relative) }
+    }
+
+    /// Opens the group at `relative`.
+    private func groupUnguarded(_ relative: String) throws -> HDF5Group {
         try HDF5Group(openIn: handle, path: childPath(relative), file: filePath)
     }
 
-    /// Opens the dataset at `relative`.
+    /// `dataset` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func dataset(_ relative: String) throws -> HDF5Dataset {
+        try MetadataWatchdog.bracket { try datasetUnguarded(relative) }
+    }
+
+    /// Opens the dataset at `relative`.
+    private func datasetUnguarded(_ relative: String) throws -> HDF5Dataset {
         guard exists(relative) else {
             throw HDF5Error(.objectNotFound, "no such dataset", file: filePath, object: childPath(relative))
         }

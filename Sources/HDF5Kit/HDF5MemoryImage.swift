@@ -3,6 +3,7 @@
 // so a full disk is an ordinary write error for the caller, never a half-closed HDF5 file that crashes the
 // library at exit (what H5Fclose after an ENOSPC write did).
 internal import CHDF5
+internal import CProcessControl
 import Foundation
 
 /// The bytes of an HDF5 file built in memory by `build(name:_:)`; owned, freed with the value.
@@ -36,6 +37,7 @@ public final class HDF5MemoryImage: @unchecked Sendable {
     /// Creates an empty in-memory HDF5 file called `name` (a label: nothing is created on disk), runs `body`
     /// on it, closes it and returns its bytes. `body` must not keep any group or dataset of the file.
     public static func build(name: String, _ body: (HDF5File) throws -> Void) throws -> HDF5MemoryImage {
+        kv_crash_guard_note_writing(name)
         silenceHDF5ErrorPrinting()
         let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
         sink.initialize(to: Sink())

@@ -28,8 +28,13 @@ public class HDF5Node: @unchecked Sendable {
         return ObjectIdentity(bytes: bytes)
     }
 
-    /// Names of the object's attributes.
+    /// `attributeNames` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func attributeNames() throws -> [String] {
+        try MetadataWatchdog.bracket { try attributeNamesUnguarded() }
+    }
+
+    /// Names of the object's attributes.
+    private func attributeNamesUnguarded() throws -> [String] {
         var info = H5O_info_t()
         try check(
             H5Oget_info2(handle.id, &info, UInt32(H5O_INFO_NUM_ATTRS)), .readFailed, "cannot read object info",
@@ -56,8 +61,13 @@ public class HDF5Node: @unchecked Sendable {
             try check(id, .readFailed, "cannot open attribute '\(name)'", file: filePath, object: path), .attribute)
     }
 
-    /// The attribute `name` as a string (first element if it is an array), or nil if absent or not a string.
+    /// `stringAttribute` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func stringAttribute(_ name: String) throws -> String? {
+        try MetadataWatchdog.bracket { try stringAttributeUnguarded(name) }
+    }
+
+    /// The attribute `name` as a string (first element if it is an array), or nil if absent or not a string.
+    private func stringAttributeUnguarded(_ name: String) throws -> String? {
         guard let attribute = try openAttribute(name) else { return nil }
         let fileType = Handle(H5Aget_type(attribute.id), .datatype)
         guard H5Tget_class(fileType.id) == H5T_STRING else { return nil }
@@ -90,8 +100,13 @@ public class HDF5Node: @unchecked Sendable {
         try openAttribute(name) != nil
     }
 
-    /// The attribute `name` as numbers (any integer or float type), or nil if absent or not numeric.
+    /// `numericAttribute` inside the metadata watchdog's bracket (a corrupt file must not hang it).
     public func numericAttribute(_ name: String) throws -> [Double]? {
+        try MetadataWatchdog.bracket { try numericAttributeUnguarded(name) }
+    }
+
+    /// The attribute `name` as numbers (any integer or float type), or nil if absent or not numeric.
+    private func numericAttributeUnguarded(_ name: String) throws -> [Double]? {
         guard let attribute = try openAttribute(name) else { return nil }
         let fileType = Handle(H5Aget_type(attribute.id), .datatype)
         let cls = H5Tget_class(fileType.id)

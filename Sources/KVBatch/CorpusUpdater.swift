@@ -68,8 +68,9 @@ struct CorpusUpdater {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             if added > 0 { try AnalysisStateFile.save(corpus, to: statePath, version: KVStatVersion.current) }
-            // The outputs are rewritten when the corpus grew, or when a crash left them missing.
-            if added > 0 || !FileManager.default.fileExists(atPath: folder + "/report.html") {
+            // The outputs are rewritten when the corpus grew, or when they do not describe the saved corpus (a crash
+            // or a failed write after the state was saved left them missing or stale).
+            if added > 0 || !outputsDescribe(corpus) {
                 let report = try StatsFinisher.finish(corpus, version: KVStatVersion.current)
                 try OutputDirectory.write(try AnalysisFiles.render(report), to: folder, marking: "batch corpus")
             }
@@ -77,9 +78,27 @@ struct CorpusUpdater {
             throw BatchError("cannot write the corpus statistics: \(error)")
         }
         log.event("corpus", ["dumps": included.count, "added": added])
-        if let fitArguments, added > 0 || !FileManager.default.fileExists(atPath: folder + "/fit/manifest.json") {
+        if let fitArguments, added > 0 || !fitDescribes(corpus) {
             if let failure = fit(fitArguments) { summary.corpusNotes.append("corpus fit failed: \(failure.message)") }
         }
+    }
+
+    /// Whether OUT/corpus's stats.json and report.html exist and stats.json counts the corpus's sources and tokens.
+    func outputsDescribe(_ corpus: AnalysisState) -> Bool {
+        guard FileManager.default.fileExists(atPath: folder + "/report.html"),
+            let data = FileManager.default.contents(atPath: folder + "/stats.json"),
+            let report = try? JSONText.decode(StatsReport.self, from: data)
+        else { return false }
+        return report.sources.count == corpus.sources.count
+            && report.dump.tokens == DumpSummary.combining(corpus.sources).tokens
+    }
+
+    /// Whether OUT/corpus/fit's manifest was fitted on the corpus as it is (its token count).
+    func fitDescribes(_ corpus: AnalysisState) -> Bool {
+        guard let data = FileManager.default.contents(atPath: folder + "/fit/manifest.json"),
+            let manifest = try? JSONText.decode(FitReport.self, from: data)
+        else { return false }
+        return manifest.source.tokens == DumpSummary.combining(corpus.sources).tokens
     }
 
     /// Fits the corpus state into a temporary folder by a child, checks its manifest, and renames it to

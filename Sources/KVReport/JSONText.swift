@@ -2,16 +2,16 @@
 import Foundation
 
 public enum JSONText {
-    /// Encodes `value` as pretty-printed JSON text with sorted keys.
+    /// Encodes `value` as pretty-printed JSON text with sorted keys. Strict JSON: a NaN or ±Inf throws (a bug
+    /// upstream, reported as an internal error) instead of being written as a number or a string no reader expects;
+    /// undefined values are nil, written as null.
     public static func encode<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// Decodes what `encode` wrote (non-finite numbers as the strings it uses).
+    /// Decodes kvstat JSON (also files from older versions, which wrote non-finite numbers as strings).
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(

@@ -52,7 +52,8 @@ public enum StatsCSV {
                 if let spectrum = s.frequency?.spectrum {
                     let bins = spectrum.count
                     for (j, e) in spectrum.enumerated() {
-                        let start = num(Double(j) / Double(bins)), end = num(Double(j + 1) / Double(bins))
+                        let start = num(Double(j) / Double(bins))
+                        let end = num(Double(j + 1) / Double(bins))
                         frequency.append("\(layer.layer),\(k),\(j),\(start),\(end),\(num(e))")
                     }
                 }

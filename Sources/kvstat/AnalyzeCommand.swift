@@ -11,7 +11,7 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Compute spectra, cross-layer similarity, outliers and DCT energy of a dump (one streaming pass).",
         discussion:
             "Writes stats.json (schema kvstat.stats/2), layers.csv, spectra.csv, similarity.csv, channels.csv, "
-                + "frequency.csv and summary.md. Definitions: docs/statistics.md."
+            + "frequency.csv, summary.md and report.html. Definitions: docs/statistics.md."
     )
 
     @OptionGroup var options: DumpOptions
@@ -62,9 +62,10 @@ struct AnalyzeCommand: ParsableCommand {
 
     @Flag(
         help:
-            ArgumentHelp("Cross-layer statistics for every layer pair, not only adjacent ones (memory: L²/2 × "
-                + "channels² × 8 "
-                + "bytes; a run that would not fit in memory is refused up front, exit 69).")
+            ArgumentHelp(
+                "Cross-layer statistics for every layer pair, not only adjacent ones (memory: L²/2 × "
+                    + "channels² × 8 "
+                    + "bytes; a run that would not fit in memory is refused up front, exit 69).")
     )
     var allPairs = false
 
@@ -79,9 +80,10 @@ struct AnalyzeCommand: ParsableCommand {
 
     @Flag(
         help:
-            ArgumentHelp("Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, "
-                + "with GFLOP/s for "
-                + "the BLAS stages.")
+            ArgumentHelp(
+                "Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, "
+                    + "with GFLOP/s for "
+                    + "the BLAS stages.")
     )
     var timings = false
 

@@ -9,7 +9,7 @@ struct BatchCommand: ParsableCommand {
         commandName: "batch",
         abstract:
             "Analyze every dump of files, folders, globs or manifests into OUT/<content id>/, resumably, and merge "
-                + "a corpus.",
+            + "a corpus.",
         discussion: """
             A rerun skips finished dumps (by content: renamed files are not redone, changed files are). Each dump \
             runs in a child process; a lock stops two batches sharing OUT. Exit codes: 0 all done, 2 some failed \

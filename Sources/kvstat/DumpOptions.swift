@@ -14,9 +14,10 @@ struct DumpOptions: ParsableArguments {
     @Option(
         name: .long,
         help:
-            ArgumentHelp("Token rows per streamed block, ≥ 1; larger values are clipped to the valid tokens read "
-                + "(memory is one "
-                + "block per tensor being read, checked against the machine's before reading).")
+            ArgumentHelp(
+                "Token rows per streamed block, ≥ 1; larger values are clipped to the valid tokens read "
+                    + "(memory is one "
+                    + "block per tensor being read, checked against the machine's before reading).")
     )
     var blockTokens: Int = TokenBlockReader.defaultBlockTokens
 

@@ -11,7 +11,7 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate the projections of a fit-lowrank artifact on a dump.",
         discussion:
             "Prints JSON (relative Frobenius error per layer and overall) on stdout; CSKV's window and quantization "
-                + "are applied as fitted."
+            + "are applied as fitted."
     )
 
     @Option(help: ArgumentHelp("Directory written by fit-lowrank (its projections.h5 is read).", valueName: "dir"))

@@ -12,8 +12,8 @@ struct FitLowrankCommand: ParsableCommand {
             "Fit low-rank projections (pca, xKV, MatryoshkaKV, CSKV styles) and evaluate their reconstruction error.",
         discussion:
             "Writes projections.safetensors, projections.h5, manifest.json (schema kvstat.fit/1), fit.csv and "
-                + "report.html; with --sweep also sweep.csv. Give at most one budget: --rank, --keep-ratio, "
-                    + "--energy or --compression (default --keep-ratio 0.25). Definitions: docs/fit-lowrank.md."
+            + "report.html; with --sweep also sweep.csv. Give at most one budget: --rank, --keep-ratio, "
+            + "--energy or --compression (default --keep-ratio 0.25). Definitions: docs/fit-lowrank.md."
     )
 
     @OptionGroup var options: DumpOptions
@@ -28,17 +28,19 @@ struct FitLowrankCommand: ParsableCommand {
 
     @Option(
         help:
-            ArgumentHelp("The same rank r ≥ 1 for every projection (xkv: per group of layers), clipped to each "
-                + "projection's "
-                + "dimension.")
+            ArgumentHelp(
+                "The same rank r ≥ 1 for every projection (xkv: per group of layers), clipped to each "
+                    + "projection's "
+                    + "dimension.")
     )
     var rank: Int?
 
     @Option(
         help:
-            ArgumentHelp("Stored floats per token ÷ original floats per token, in (0, 1] (projection matrices are a "
-                + "fixed cost, "
-                + "reported apart).")
+            ArgumentHelp(
+                "Stored floats per token ÷ original floats per token, in (0, 1] (projection matrices are a "
+                    + "fixed cost, "
+                    + "reported apart).")
     )
     var keepRatio: Double?
 
@@ -255,8 +257,12 @@ struct FitLowrankCommand: ParsableCommand {
                     String(
                         format: "kvstat: %@ at %.3f of the memory (%.1f×): fit error ", report.method,
                         report.memoryRatio,
-                        report.compression) + error(report.fit.overall["all"]) + held + "; wrote \(directory)\n"
-                FileHandle.standardError.write(Data(line.utf8))
+                        report.compression) + error(report.fit.overall["all"]) + held
+                    + " (\(report.split)); wrote \(directory)\n"
+                // The manifest's notes (undefined layers, a window holding every token, …) are printed too: a
+                // summary line alone could read as a clean result.
+                let notes = report.notes.map { "kvstat: note: \($0)\n" }.joined()
+                FileHandle.standardError.write(Data((line + notes).utf8))
             }
         }
     }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import CProcessControl
 import Foundation
+import HDF5Kit
 import KVBatch
 import KVStat
 
@@ -11,9 +12,9 @@ struct KVStatCommand: ParsableCommand {
         commandName: "kvstat",
         abstract: "Statistics and low-rank fits for LLM key/value-cache dumps in HDF5.",
         discussion:
-            "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 73 output "
-                + "not writable (or it would replace an input or a user's file), 70 internal error "
-                    + "(docs/exit-codes.md).",
+            "Exit codes: 0 success, 64 usage error, 65 bad input data, 66 input missing or unreadable, 69 needs more "
+            + "memory than this machine has, 70 internal error, 73 output not writable (or it would replace an input "
+            + "or a user's file), 75 the dump changed while it was read (docs/exit-codes.md).",
         version: KVStatVersion.current,
         subcommands: [
             InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self,
@@ -27,6 +28,10 @@ struct KVStatCommand: ParsableCommand {
     static func main() {
         dieWithBatchParent()
         _ = kv_install_crash_guard("libhdf5")
+        // A metadata call of a sane file takes milliseconds, even on a network file system; one still running
+        // after KVSTAT_HDF5_METADATA_TIMEOUT seconds (default 10) is libhdf5 looping on a corrupt file.
+        let limit = ProcessInfo.processInfo.environment["KVSTAT_HDF5_METADATA_TIMEOUT"].flatMap(Double.init) ?? 10
+        MetadataWatchdog.install(seconds: limit.isFinite && limit > 0 ? limit : 10)
         let arguments = Array(CommandLine.arguments.dropFirst())
         let code: Int32
         do {

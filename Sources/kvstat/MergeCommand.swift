@@ -10,8 +10,8 @@ struct MergeCommand: ParsableCommand {
         abstract: "Merge state files saved by `analyze --save-state` and write the combined statistics.",
         discussion:
             "The states must come from the same model (channel counts), the same layers and the same --only, "
-                + "--center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the "
-                    + "first state. The result equals one analysis of all the states' tokens (docs/statistics.md)."
+            + "--center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the "
+            + "first state. The result equals one analysis of all the states' tokens (docs/statistics.md)."
     )
 
     @Argument(

@@ -242,8 +242,9 @@ def similarity_pairs(stats, kind):
     pairs = {}
     if isinstance(sim, list):
         for entry in sim:
+            # Measures only: the layer numbers and a pair's explanatory `note` are not numbers to bound.
             pairs[(entry.get("layer_a"), entry.get("layer_b"))] = {k: v for k, v in entry.items()
-                                                                   if not k.startswith("layer_")}
+                                                                   if not k.startswith("layer_") and k != "note"}
     elif isinstance(sim, dict):
         numbers = stats.get("layer_numbers") or list(range(len(stats.get("layers", []))))
         for name, m in sim.items():

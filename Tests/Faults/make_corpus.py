@@ -21,6 +21,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# The harness writes dumps in one thread while another forks kvstat: a forked child would inherit HDF5's
+# flock on a file still open for writing and block the next open, so file locking is off here.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py
 import numpy as np
 

@@ -26,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The harness writes dumps in one thread while another forks kvstat: a forked child would inherit HDF5's
+# flock on a file still open for writing and block the next open, so file locking is off here.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import make_corpus  # noqa: E402
 from faultlib import Broken  # noqa: E402
 

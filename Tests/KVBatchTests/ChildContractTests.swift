@@ -113,7 +113,13 @@ import Testing
             """)
         defer { try? FileManager.default.removeItem(atPath: script) }
         let arguments = FitLowrankArguments(source: "/s.h5", output: "/fit", passThrough: [])
-        let failure = KVStatChild(executable: script).run(arguments, log: folder + "/child.log")
+        // Exec of a just-written script can fail with ETXTBSY while another test's fork still holds its write
+        // descriptor (a race of the test process, not of kvstat, whose executable is never being written): retried.
+        var failure = KVStatChild(executable: script).run(arguments, log: folder + "/child.log")
+        for _ in 0..<5 where failure?.message.hasPrefix("cannot start") == true {
+            usleep(200_000)
+            failure = KVStatChild(executable: script).run(arguments, log: folder + "/child.log")
+        }
         func read(_ name: String) -> String {
             (try? String(contentsOfFile: "\(folder)/\(name)", encoding: .utf8)) ?? ""
         }

@@ -56,6 +56,12 @@ import Testing
         reference["const_frobenius"] = float(np.sqrt(T * (stored(consts) ** 2).sum()))
         write("nanlayer", [np.full((T, H * D), np.nan), g[1]])
         write("onetoken", [g[0][:1], g[1][:1]])
+        uneven = g.copy()
+        uneven[1][::2, 0] = np.nan                            # half the rows of layer 1 only
+        write("unevennan", [uneven[0], uneven[1]])
+        onechannel = g.copy()
+        onechannel[:, :, 3] = np.nan                          # every row holds one NaN: every row is excluded
+        write("nanchannel", [onechannel[0], onechannel[1]])
         reference["onetoken_norm"] = float(np.linalg.norm(stored(g[0][:1])))
         json.dump(reference, open(f"{out}/reference.json", "w"))
         """
@@ -175,6 +181,16 @@ import Testing
         }
         let cka = try #require(report.similarity["key"]?.first?.cka)
         #expect(abs(cka - facts.cka) <= 1e-4)
+    }
+
+    /// Rows excluded in one layer of a pair but not the other: the pair's CKA and alignments would mix two row
+    /// sets, so they are null with a note; a NaN in one channel of every row excludes every row from the DCT too.
+    @Test func unevenExclusionsAndWholeRowExclusion() throws {
+        let pair = try #require(try Self.analyze("unevennan").similarity["key"]?.first)
+        #expect(pair.cka == nil && pair.subspaceAlignment == nil && pair.note?.contains("24 token rows") == true)
+        #expect(pair.cosine != nil)
+        let s = try #require(try Self.analyze("nanchannel").layers[0].kinds[.key])
+        #expect(s.tokens == 0 && s.frequency?.lowEnergy == nil && s.frequency?.spectrum == nil)
     }
 
     @Test func oneTokenHasRankOne() throws {

@@ -51,11 +51,16 @@ import Testing
         var first = T(shape: shape)
         var second = T(shape: shape)
         let scratch = FoldScratch()
-        for (i, values) in blocks.enumerated() {
+        for (i, original) in blocks.enumerated() {
+            // Every third block has two rows excluded (zeroed, as the reader leaves NaN rows), so the law also
+            // covers exclusion.
+            var values = original
+            let excluded = i % 3 == 0 ? [1, 5].filter { $0 < values.count / shape.channels } : []
+            for r in excluded { for c in 0..<shape.channels { values[r * shape.channels + c] = 0 } }
             values.withUnsafeBufferPointer { pointer in
                 let block = TokenBlock(
                     rows: pointer.count / shape.channels, columns: shape.channels, values: pointer, runs: runs[i],
-                    excludedRows: [], nonFiniteValues: 0)
+                    excludedRows: excluded, nonFiniteValues: excluded.count)
                 whole.fold(block, scratch: scratch)
                 if i < blocks.count / 2 {
                     first.fold(block, scratch: scratch)
@@ -76,6 +81,31 @@ import Testing
         let b = try finished(whole)
         #expect(a.count == b.count, "\(T.stateName)")
         for (x, y) in zip(a, b) { #expect(abs(x - y) <= 1e-9 * max(1, abs(y)), "\(T.stateName): \(x) vs \(y)") }
+    }
+
+    /// FrequencyEnergy is fed by the DCT pass, not by blocks: its merge law over coefficient windows.
+    @Test func frequencyEnergyMergesLikeTheWhole() throws {
+        var generator = BoundsRandom(state: 7)
+        var whole = FrequencyEnergy()
+        var first = FrequencyEnergy()
+        var second = FrequencyEnergy()
+        for window in 0..<6 {
+            let length = 10 + 7 * window
+            let count = 3
+            let coefficients = (0..<(length * count)).map { _ in Float.random(in: -2...2, using: &generator) }
+            coefficients.withUnsafeBufferPointer { c in
+                whole.fold(coefficients: c, length: length, count: count)
+                if window < 3 {
+                    first.fold(coefficients: c, length: length, count: count)
+                } else {
+                    second.fold(coefficients: c, length: length, count: count)
+                }
+            }
+        }
+        first.merge(second)
+        #expect(first.windows == whole.windows)
+        #expect(abs(first.total - whole.total) <= 1e-12 * whole.total)
+        for (a, b) in zip(first.low + first.bins, whole.low + whole.bins) { #expect(abs(a - b) <= 1e-12 * max(1, b)) }
     }
 
     /// Mean |x| per position bucket (0, 1, 2–3, 4–7, …) and per head, against the h5py-read matrix of the

@@ -56,7 +56,7 @@ public struct Heatmap {
                     left + Double(c) * cellW, top + Double(r) * cellH, cellW, cellH, fill: colorMap.color(t).hex,
                     title:
                         "\(rowLabel) \(rowNames[r]), \(columnLabel) \(columnNames[c]): \(valueLabel) "
-                            + "\(ChartFormat.number(value))"
+                        + "\(ChartFormat.number(value))"
                 )
             }
         }

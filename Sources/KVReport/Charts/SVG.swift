@@ -53,7 +53,7 @@ public struct SVG {
     ) {
         let open =
             "<rect x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" width=\"\(SVG.n(max(w, 0)))\" height=\"\(SVG.n(max(h, 0)))\" "
-                + "fill=\"\(fill)\""
+            + "fill=\"\(fill)\""
             + (stroke.map { " stroke=\"\($0)\"" } ?? "")
         body.append(title.map { open + "><title>\(escapeXML($0))</title></rect>" } ?? open + "/>")
     }
@@ -92,7 +92,7 @@ public struct SVG {
     public func render(label: String) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(SVG.n(width)) \(SVG.n(height))\" "
             + "width=\"\(SVG.n(width))\" height=\"\(SVG.n(height))\" role=\"img\" "
-                + "aria-label=\"\(escapeXML(label))\" font-family=\"sans-serif\">"
+            + "aria-label=\"\(escapeXML(label))\" font-family=\"sans-serif\">"
             + body.joined() + "</svg>"
     }
 }

@@ -302,7 +302,7 @@ public final class Dump: Sendable {
                             .badData,
                             "\(kind.rawValue) shape [batch \(b), heads \(h), tokens \(t), head_dim \(d)] differs "
                                 + "from [batch \(ref.b), heads \(ref.h), tokens \(ref.t), head_dim \(ref.d)] of "
-                                    + "\(ref.path)",
+                                + "\(ref.path)",
                             dataset: dataset.path)
                     }
                 } else {

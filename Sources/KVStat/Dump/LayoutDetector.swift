@@ -250,7 +250,7 @@ enum LayoutDetector {
                 .badLayout,
                 "no key/value tensors found: expected per-layer datasets such as layer_00/key, layers/0/k or "
                     + "model.layers.0.self_attn.k_proj, or stacked /keys and /values; describe other layouts with "
-                        + "--layout FILE (docs/dump-format.md)"
+                    + "--layout FILE (docs/dump-format.md)"
             )
         }
         var tensors: [[TensorKind: TensorLocation]] = []
@@ -276,7 +276,7 @@ enum LayoutDetector {
                         .badData,
                         "cannot interpret a \(dataset.shape.count)-D tensor of shape \(dataset.shape): expected "
                             + "[batch, heads, tokens, head_dim] or [heads, tokens, head_dim]; give the axis order "
-                                + "with an 'axes' attribute or --layout FILE",
+                            + "with an 'axes' attribute or --layout FILE",
                         dataset: c.path)
                 }
                 row[kind] = TensorLocation(datasetPath: c.path, axes: axes, layerIndex: nil)

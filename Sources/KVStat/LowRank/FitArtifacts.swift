@@ -78,6 +78,14 @@ public enum FitArtifacts {
     }
 
     /// Reads the projections and the manifest of projections.h5 (for `kvstat eval`).
+    /// `[start, end]` as a non-empty range of whole numbers within `bounds`, or nil.
+    static func range(_ values: [Double], within bounds: ClosedRange<Int>) -> Range<Int>? {
+        guard values.count == 2, values.allSatisfy({ $0.isFinite && $0 == $0.rounded() }),
+            values[0] >= Double(bounds.lowerBound), values[1] <= Double(bounds.upperBound), values[0] < values[1]
+        else { return nil }
+        return Int(values[0])..<Int(values[1])
+    }
+
     public static func load(_ path: String) throws(DumpError) -> (projections: [Projection], report: FitReport) {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw DumpError(.cannotOpen, "no projections.h5 here, or it is not readable", file: path)
@@ -92,26 +100,57 @@ public enum FitArtifacts {
                     .badLayout, "is not a kvstat fit artifact (no format=\"kvstat.fit/1\" attribute)", file: path)
             }
             let report = try JSONDecoder().decode(FitReport.self, from: Data(manifest.utf8))
+            // The options eval applies (cskv's window and quantization) are checked like the CLI's flags.
+            let o = report.options
+            guard (1...65_536).contains(o.quantGroup), o.window >= 0, (0...1_000_000).contains(o.attentionQueries),
+                (1...65_536).contains(o.groupSize), o.blockTokens >= 1
+            else {
+                throw DumpError(
+                    .badLayout, "manifest's options are out of range (quant_group, window, group_size…)", file: path)
+            }
             var projections: [Projection] = []
             for unit in report.units {
                 let group = try root.group(unit.name)
-                guard let kind = TensorKind(rawValue: unit.kind), let channels = try group.numericAttribute("channels"),
-                    channels.count == 2
+                // Every number that sizes or indexes something is checked first: a damaged artifact is an error,
+                // never a trap.
+                func bad(_ what: String) -> DumpError { DumpError(.badLayout, what, file: path, dataset: group.path) }
+                guard let kind = TensorKind(rawValue: unit.kind), let declared = try group.numericAttribute("channels"),
+                    let channels = Self.range(declared, within: 0...Dump.maxChannels)
                 else {
-                    throw DumpError(
-                        .badLayout, "projection lacks its kind or channels attribute", file: path, dataset: group.path)
+                    throw bad(
+                        "projection lacks its kind, or its channels attribute is not a range within "
+                            + "0…\(Dump.maxChannels)"
+                    )
                 }
-                let values: [Float] = try group.dataset("proj").readAll()
-                guard values.count == unit.dimension * unit.storedRank else {
-                    throw DumpError(
-                        .badLayout, "holds \(values.count) values, expected \(unit.dimension) × \(unit.storedRank)",
-                        file: path, dataset: group.path + "/proj")
+                let heads: Range<Int>?
+                if let declaredHeads = try group.numericAttribute("heads") {
+                    guard let range = Self.range(declaredHeads, within: 0...Dump.maxChannels) else {
+                        throw bad("projection's heads attribute is not a range")
+                    }
+                    heads = range
+                } else {
+                    heads = nil
                 }
+                guard !unit.layers.isEmpty, unit.dimension == unit.layers.count * channels.count,
+                    (1...unit.dimension).contains(unit.storedRank), (0...unit.storedRank).contains(unit.rank)
+                else {
+                    throw bad(
+                        "manifest unit \(unit.name): dimension \(unit.dimension), rank \(unit.rank) and stored rank "
+                            + "\(unit.storedRank) do not fit \(unit.layers.count) layer(s) × \(channels.count) channels"
+                    )
+                }
+                let proj = try group.dataset("proj")
+                guard proj.shape == [unit.dimension, unit.storedRank] else {
+                    throw bad("proj has shape \(proj.shape), expected [\(unit.dimension), \(unit.storedRank)]")
+                }
+                let values: [Float] = try proj.readAll()
                 let mean: [Float]? = group.exists("mean") ? try group.dataset("mean").readAll() : nil
-                let heads = try group.numericAttribute("heads").map { Int($0[0])..<Int($0[1]) }
+                guard mean.map({ $0.count == unit.dimension }) ?? true, values.allSatisfy(\.isFinite),
+                    mean?.allSatisfy(\.isFinite) ?? true
+                else { throw bad("proj or mean holds non-finite values or a mean of the wrong length") }
                 projections.append(
                     Projection(
-                        kind: kind, layers: unit.layers, channels: Int(channels[0])..<Int(channels[1]), heads: heads,
+                        kind: kind, layers: unit.layers, channels: channels, heads: heads,
                         basis: Matrix(rows: unit.dimension, columns: unit.storedRank, values: values), mean: mean,
                         eigenvalues: try group.numericAttribute("eigenvalues") ?? []))
             }

@@ -247,7 +247,7 @@ public enum LowRankFit {
                 .badData,
                 "is not a dump of the same model as \(a.path): layers \(IndexList.text(b.layerNumbers)) × "
                     + "\(b.shape.kvHeads) kv heads × head_dim \(b.shape.headDim), expected layers "
-                        + "\(IndexList.text(a.layerNumbers)) × \(a.shape.kvHeads) × \(a.shape.headDim)",
+                    + "\(IndexList.text(a.layerNumbers)) × \(a.shape.kvHeads) × \(a.shape.headDim)",
                 file: b.path)
         }
     }

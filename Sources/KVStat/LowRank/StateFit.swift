@@ -62,7 +62,7 @@ public enum StateFit {
             source: .init(path: path, sha256: nil, tokens: source.tokens),
             split:
                 "fit on the state's \(state.sources.count) source(s), \(source.tokens) tokens; errors from its Gram "
-                    + "matrices",
+                + "matrices",
             layers: state.layers, layerGroups: groups,
             units: fitted.projections.indices.map { u in
                 let p = fitted.projections[u]

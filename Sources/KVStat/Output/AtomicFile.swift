@@ -18,7 +18,10 @@ public enum AtomicFile {
     /// ("state file", "output file") and the system's reason, e.g. "No space left on device".
     public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, what: String) throws(DumpError) {
         let temporary = temporaryPath(for: path)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // A stale temporary of a dead run is removed; then the name is created new and never followed (a symlink
+        // planted at the predictable name cannot redirect the write).
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw DumpError(.cannotWrite, "cannot write \(what) (\(String(cString: strerror(errno))))", file: path)
         }

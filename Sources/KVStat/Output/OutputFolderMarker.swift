@@ -28,14 +28,9 @@ public enum OutputFolderMarker {
         return contents.schema.hasPrefix("kvstat.folder/")
     }
 
-    /// Whether kvstat wrote `directory`: it holds the marker, or (written before markers existed) a kvstat
-    /// stats.json (schema kvstat.stats/…), a kvstat manifest.json (kvstat.fit/…) or a batch ledger.
-    public static func isKVStatFolder(_ directory: String) -> Bool {
-        if isMarked(directory) { return true }
-        if FileManager.default.fileExists(atPath: directory + "/ledger.sqlite") { return true }
-        return declares(directory + "/stats.json", schema: "kvstat.stats/")
-            || declares(directory + "/manifest.json", schema: "kvstat.fit/")
-    }
+    /// Whether kvstat wrote `directory`: it holds the marker. (A kvstat-looking stats.json, manifest.json or ledger
+    /// is not enough: a user may keep one beside their own files; a folder from before markers needs --force once.)
+    public static func isKVStatFolder(_ directory: String) -> Bool { isMarked(directory) }
 
     /// Writes the marker into the existing `directory` (atomically), recording `command`.
     public static func mark(

@@ -102,10 +102,21 @@ public struct OutputGuard: Sendable {
             try checkNotInput(directory)
             throw DumpError(.cannotWrite, "exists and is not a folder; choose another -o", file: directory)
         }
-        for name in names + [OutputFolderMarker.fileName] { try checkNotInput(directory + "/" + name) }
+        for name in names + [OutputFolderMarker.fileName] {
+            try checkNotInput(directory + "/" + name)
+            // An output name taken by a folder (or anything not a file) would stop the writes half-way.
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isFolder),
+                isFolder.boolValue
+            {
+                throw DumpError(
+                    .cannotWrite, "exists and is a folder where kvstat writes \(name)", file: directory + "/" + name)
+            }
+        }
         guard exists else { return true }
+        // kvstat's own leftovers (`.NAME.tmp-PID`, removed on failure) do not make a folder the user's.
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
-            !$0.contains(".tmp-")
+            !($0.hasPrefix(".") && $0.contains(".tmp-"))
         }
         if entries.isEmpty || OutputFolderMarker.isKVStatFolder(directory) { return true }
         if force { return false }

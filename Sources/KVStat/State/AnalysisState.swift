@@ -51,19 +51,23 @@ public struct AnalysisState: Sendable {
                     + "cannot be merged"
             )
         }
+        // Every kind is checked before any is merged: a mismatch in a later kind must leave this state as it was,
+        // never half-merged. Then the accumulators are merged in place (no copy of their C² buffers).
         for (kind, theirs) in other.kinds {
-            var mine = kinds[kind]!
+            let mine = kinds[kind]!
+            let names = { (state: KindState) in state.layers.map { $0.statistics.map { type(of: $0).stateName } } }
             guard mine.shape == theirs.shape, mine.layers.count == theirs.layers.count,
-                mine.cross.count == theirs.cross.count
+                mine.cross.count == theirs.cross.count, names(mine) == names(theirs)
             else {
                 throw DumpError(
                     .badData,
                     "\(kind.rawValue) tensors have different channel counts; only dumps of the same model can be merged"
                 )
             }
-            for i in mine.layers.indices { try mine.layers[i].merge(theirs.layers[i]) }
-            for i in mine.cross.indices { mine.cross[i].merge(theirs.cross[i]) }
-            kinds[kind] = mine
+        }
+        for (kind, theirs) in other.kinds {
+            for i in theirs.layers.indices { try kinds[kind]!.layers[i].merge(theirs.layers[i]) }
+            for i in theirs.cross.indices { kinds[kind]!.cross[i].merge(theirs.cross[i]) }
         }
         sources += other.sources
         // The merged state covers the union of the parts; a selection no longer describes it.

@@ -101,6 +101,14 @@ public enum AnalysisStateFile {
         }
         let options = try decoder.decode(AnalysisOptions.self, from: Data(optionsText.utf8))
         let sources = try decoder.decode([DumpSummary].self, from: Data(sourcesText.utf8))
+        if let problem = options.problem {
+            throw DumpError(.badLayout, "state file's options are out of range: \(problem)", file: path)
+        }
+        guard let source = sources.first,
+            sources.allSatisfy({ $0.headDim == source.headDim && $0.kvHeads == source.kvHeads })
+        else {
+            throw DumpError(.badLayout, "state file's sources are missing or describe different models", file: path)
+        }
         // Numbers from the file are checked before they size anything: integral, in range, pairs within layers.
         func integer(_ value: Double, _ range: ClosedRange<Int>, _ what: String) throws(DumpError) -> Int {
             guard value.isFinite, value == value.rounded(), value >= Double(range.lowerBound),
@@ -112,7 +120,11 @@ public enum AnalysisStateFile {
             }
             return Int(value)
         }
-        let layers = try layerNumbers.map { try integer($0, 0...1_000_000, "layer number") }
+        // Layer numbers are as in the dump (any whole number Double holds exactly).
+        let layers = try layerNumbers.map { try integer($0, 0...(1 << 53), "layer number") }
+        guard Set(layers).count == layers.count else {
+            throw DumpError(.badLayout, "state file's layers attribute lists a layer twice", file: path)
+        }
         // No pairs is written as an empty attribute, which reads back as one number.
         let pairValues = pairNumbers.count == 1 ? [] : pairNumbers
         guard pairValues.count % 2 == 0, !layers.isEmpty else {
@@ -122,6 +134,11 @@ public enum AnalysisStateFile {
             (
                 try integer(pairValues[$0], 0...(layers.count - 1), "pair position"),
                 try integer(pairValues[$0 + 1], 0...(layers.count - 1), "pair position")
+            )
+        }
+        guard pairs.allSatisfy({ $0.0 < $0.1 }) else {
+            throw DumpError(
+                .badLayout, "state file's pairs attribute lists a pair whose first layer is not the earlier", file: path
             )
         }
         var state = AnalysisState(options: options, layers: layers, kinds: [:], pairs: pairs, sources: sources)
@@ -147,15 +164,42 @@ public enum AnalysisStateFile {
                         Bytes.product(declaredPairs, 8, channels, channels))),
                 hint: "merge fewer layers (analyze with --layers)")
             try loading.check(file: path)
-            let declaredHeadDim = try group.numericAttribute("head_dim")?.first ?? Double(sources.first?.headDim ?? 1)
+            let declaredHeadDim = try group.numericAttribute("head_dim")?.first ?? Double(source.headDim)
             let headDim = try integer(declaredHeadDim, 1...channels, "head_dim")
+            // The group's sizes must be the sources' model: heads × head_dim channels.
+            let heads = kind == .query ? (source.queryHeads ?? source.kvHeads) : source.kvHeads
+            guard headDim == source.headDim, channels == heads * headDim else {
+                throw DumpError(
+                    .badLayout,
+                    "state group /\(name) holds \(channels) channels of head_dim \(headDim), but its sources "
+                        + "have \(heads) heads × head_dim \(source.headDim)", file: path)
+            }
             let shape = LayerShape(channels: channels, headDim: headDim)
             var ks = AnalysisState.KindState(shape: shape, layers: [], cross: [])
             for i in layers.indices {
                 let layer = StateGroup(try group.group("layer/\(i)"), file: path)
-                ks.layers.append(try LayerStatistics.decode(from: layer, shape: shape, options: options))
+                let statistics = try LayerStatistics.decode(from: layer, shape: shape, options: options)
+                // Every statistic saw the same rows: counts that disagree mean a damaged or edited file.
+                let rows = statistics[RowCount.self]?.validRows ?? 0
+                let counts = [statistics[GramAccumulator.self]?.count, statistics[ChannelMoments.self]?.count]
+                guard counts.allSatisfy({ $0 == nil || $0 == rows }),
+                    (statistics[TokenNormSketch.self]?.count ?? 0) <= rows
+                else {
+                    throw DumpError(
+                        .badLayout, "state group /\(name)/layer/\(i): its statistics count different rows",
+                        file: path)
+                }
+                ks.layers.append(statistics)
             }
             let kindPairs = group.exists("pair") ? try group.group("pair").memberNames().count : 0
+            // Key, value and pre-RoPE key states hold one cross product per listed pair; queries none.
+            let expectedPairs = kind == .query || !options.sections.contains(.similarity) ? 0 : pairs.count
+            guard kindPairs == expectedPairs else {
+                throw DumpError(
+                    .badLayout,
+                    "state group /\(name) holds \(kindPairs) layer pairs; its pairs attribute lists \(expectedPairs)",
+                    file: path)
+            }
             for p in 0..<kindPairs {
                 let pair = try group.group("pair/\(p)")
                 guard p < pairs.count else {

@@ -43,6 +43,18 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// What is out of range in these options (a decoded state file's, say), or nil: the same bounds the CLI
+    /// enforces on its flags.
+    public var problem: String? {
+        if !(1...1_000_000).contains(alignRank) { return "align_rank \(alignRank)" }
+        if !(outlierFactor.isFinite && outlierFactor > 0) { return "outlier_factor \(outlierFactor)" }
+        if let dctWindow, dctWindow < 2 { return "dct_window \(dctWindow)" }
+        if blockTokens < 1 { return "block_tokens \(blockTokens)" }
+        if frequencyPanelBytes < 1 { return "frequency_panel_bytes \(frequencyPanelBytes)" }
+        if let layers, layers.isEmpty { return "an empty layer list" }
+        return nil
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         sections = Set(try c.decode([AnalysisSection].self, forKey: .sections))

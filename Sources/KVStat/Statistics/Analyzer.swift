@@ -54,13 +54,14 @@ public enum Analyzer {
                 cross: kindPairs.map {
                     CrossLayerAccumulator(layerA: layers[$0.0], layerB: layers[$0.1], channels: channels)
                 })
-            try blockPass(
+            let excluded = try blockPass(
                 dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState,
                 timings: timings, progress: progress)
             if options.sections.contains(.frequency) {
                 try frequencyPass(
-                    dump, runs: runs, kind: kind, layers: layers, options: options, state: &kindState, timings: timings,
-                    progress: progress)
+                    dump, runs: runs, kind: kind, layers: layers, options: options, excluded: excluded,
+                    state: &kindState,
+                    timings: timings, progress: progress)
             }
             state.kinds[kind] = kindState
         }
@@ -86,11 +87,14 @@ public enum Analyzer {
 
     /// Token-block-major pass: for each block, every layer in turn; a layer's block is kept while a later
     /// layer it is paired with is folded (one previous block for adjacent pairs, all for `--all-pairs`).
+    /// Returns, per layer, the (sequence → token positions) of the rows excluded for NaN/±Inf, for the DCT pass.
+    @discardableResult
     static func blockPass(
         _ dump: Dump, kind: TensorKind, layers: [Int], plan: BlockPlan, pairs: [(Int, Int)],
         options: AnalysisOptions, state: inout AnalysisState.KindState, timings: StageTimings,
         progress: ((AnalysisProgress) -> Void)?
-    ) throws {
+    ) throws -> [[Int: Set<Int>]] {
+        var excludedPositions = [[Int: Set<Int>]](repeating: [:], count: layers.count)
         let scratch = ReadScratch()
         let readers = try layers.map { layer throws(DumpError) in
             try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
@@ -113,6 +117,16 @@ public enum Analyzer {
                     let foldStart = DispatchTime.now().uptimeNanoseconds
                     state.layers[li].fold(block, scratch: foldScratch, timings: timings)
                     folding = Double(DispatchTime.now().uptimeNanoseconds - foldStart) / 1e9
+                    if !block.excludedRows.isEmpty {
+                        let excludedSet = Set(block.excludedRows)
+                        var row = 0
+                        for run in block.runs {
+                            for i in 0..<run.count where excludedSet.contains(row + i) {
+                                excludedPositions[li][run.sequence, default: []].insert(run.start + i)
+                            }
+                            row += run.count
+                        }
+                    }
                     blockInfo[slot] = (block.rows, block.excludedRows, block.nonFiniteValues)
                     bytes += block.rows * block.columns * 4
                 }
@@ -142,13 +156,16 @@ public enum Analyzer {
             progress?(
                 AnalysisProgress(stage: kind.plural, completed: blockIndex + 1, total: plan.blocks.count, bytes: bytes))
         }
+        return excludedPositions
     }
 
     /// Sequence-window pass for the DCT: each window of each sequence, a panel of as many heads as fit
     /// `frequencyPanelBytes`, transformed along tokens by a cached FFTW plan.
+    /// `excluded[li]`: sequence → token positions the block pass excluded for NaN/±Inf in layer `li` (whole rows:
+    /// a panel holds only some heads, so it cannot see a non-finite value in another head of the same token).
     static func frequencyPass(
         _ dump: Dump, runs selected: TokenRuns, kind: TensorKind, layers: [Int], options: AnalysisOptions,
-        state: inout AnalysisState.KindState, timings: StageTimings,
+        excluded: [[Int: Set<Int>]], state: inout AnalysisState.KindState, timings: StageTimings,
         progress: ((AnalysisProgress) -> Void)?
     ) throws {
         let heads = dump.shape.heads(of: kind)
@@ -189,6 +206,7 @@ public enum Analyzer {
                         let readStart = DispatchTime.now().uptimeNanoseconds
                         var offset = 0
                         var row = 0
+                        let excludedHere = excluded[li][sequence]
                         for run in runs {
                             let lo = max(windowStart - offset, 0)
                             let hi = min(windowStart + n - offset, run.count)
@@ -197,6 +215,12 @@ public enum Analyzer {
                                     try reader.read(
                                         sequence: sequence, start: run.start + lo, count: hi - lo, heads: headRange,
                                         into: out, row: row)
+                                }
+                                // Rows the block pass excluded are zeroed whole, as in every other statistic.
+                                for position in (run.start + lo)..<(run.start + hi)
+                                where excludedHere?.contains(position) == true {
+                                    let zeroed = row + position - run.start - lo
+                                    for c in 0..<count { panel[zeroed * count + c] = 0 }
                                 }
                                 row += hi - lo
                             }

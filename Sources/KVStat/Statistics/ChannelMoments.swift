@@ -166,6 +166,13 @@ extension ChannelMoments {
             Array(central[0..<c]), Array(central[c..<(2 * c)]), Array(central[(2 * c)..<(3 * c)]),
             Array(central[(3 * c)...])
         )
+        // Central moments of real data: M2, M4 ≥ 0 and n·M4 ≥ M2² (Pearson kurtosis ≥ 1, up to rounding).
+        let n = Double(count)
+        guard (0..<c).allSatisfy({ m2[$0] >= 0 && m4[$0] >= 0 && n * m4[$0] >= m2[$0] * m2[$0] * (1 - 1e-6) }) else {
+            throw DumpError(
+                .badLayout, "holds central moments no data can have (negative, or kurtosis below 1)", file: group.file,
+                dataset: group.group.childPath("moments_central"))
+        }
     }
 
     /// Per-channel max |x|, mean, RMS, kurtosis and outliers (max |x| > F × the median channel's). No rows:

@@ -14,6 +14,9 @@ public struct CrossLayerAccumulator: Sendable {
     public internal(set) var cross: Matrix<Double>
     public internal(set) var cosineSum = 0.0
     public internal(set) var cosineCount = 0
+    /// Rows excluded (NaN/±Inf) in one layer of the pair but not the other. Each layer's Gram and moments are over
+    /// its own rows, so when this is not 0 the pair's CKA and alignments would mix two row sets: they are null.
+    public internal(set) var unevenRows = 0
 
     public init(layerA: Int, layerB: Int, channels: Int) {
         self.layerA = layerA
@@ -30,6 +33,7 @@ public struct CrossLayerAccumulator: Sendable {
     /// `fold`, with the caller's float32 scratch for the block product (channels² floats, kept between calls
     /// so that one buffer serves every pair).
     public mutating func fold(_ a: TokenBlock, _ b: TokenBlock, scratch: inout [Float]) {
+        countUnevenRows(a, b)
         precondition(a.rows == b.rows && a.columns == b.columns)
         let scaleA = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(a.values))
         let scaleB = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(b.values))
@@ -82,11 +86,18 @@ public struct CrossLayerAccumulator: Sendable {
         }
     }
 
+    /// Counts the rows excluded in exactly one of the two blocks.
+    mutating func countUnevenRows(_ a: TokenBlock, _ b: TokenBlock) {
+        guard !a.excludedRows.isEmpty || !b.excludedRows.isEmpty else { return }
+        unevenRows += Set(a.excludedRows).symmetricDifference(b.excludedRows).count
+    }
+
     public mutating func merge(_ other: CrossLayerAccumulator) {
         precondition(other.layerA == layerA && other.layerB == layerB)
         for i in cross.values.indices { cross.values[i] += other.cross.values[i] }
         cosineSum += other.cosineSum
         cosineCount += other.cosineCount
+        unevenRows += other.unevenRows
     }
 
     /// Mean per-token cosine; nil when no token had both rows non-zero.
@@ -101,6 +112,7 @@ extension CrossLayerAccumulator {
         try group.write("cross", cross.values, shape: [cross.rows, cross.columns])
         try group.write("cosine_sum", [cosineSum])
         try group.write("cosine_count", [Int64(cosineCount)])
+        try group.write("uneven_rows", [Int64(unevenRows)])
         try group.group.setAttribute("layers", [Double(layerA), Double(layerB)])
     }
 
@@ -109,5 +121,6 @@ extension CrossLayerAccumulator {
         cross = Matrix(rows: channels, columns: channels, values: try group.read("cross", count: channels * channels))
         cosineSum = try group.read("cosine_sum", count: 1)[0]
         cosineCount = try group.count("cosine_count")
+        unevenRows = try group.count("uneven_rows")
     }
 }

@@ -14,6 +14,9 @@ public struct FrequencyEnergy: LayerStatistic, Equatable {
     public internal(set) var bins: [Double]
     public internal(set) var total = 0.0
     public internal(set) var windows = 0
+    /// Tokens of the shortest window folded (0: none). A fraction f with ⌊f·T⌋ = 0 for it is undefined: that
+    /// window has no coefficient below the cut-off, so the pooled fraction would be biased towards 0.
+    public internal(set) var shortestWindow = 0
 
     public init() {
         low = [Double](repeating: 0, count: FrequencyEnergy.fractions.count)
@@ -41,6 +44,7 @@ public struct FrequencyEnergy: LayerStatistic, Equatable {
         for k in 0..<length { bins[k * FrequencyEnergy.binCount / length] += perFrequency[k] }
         total += perFrequency.reduce(0, +)
         windows += 1
+        shortestWindow = shortestWindow == 0 ? length : min(shortestWindow, length)
     }
 
     public mutating func merge(_ other: FrequencyEnergy) {
@@ -48,6 +52,9 @@ public struct FrequencyEnergy: LayerStatistic, Equatable {
         for i in bins.indices { bins[i] += other.bins[i] }
         total += other.total
         windows += other.windows
+        if other.shortestWindow > 0 {
+            shortestWindow = shortestWindow == 0 ? other.shortestWindow : min(shortestWindow, other.shortestWindow)
+        }
     }
 
     /// Fraction of energy in the lowest ⌊f·T⌋ frequencies, per f in `fractions`; nil when there is no
@@ -76,6 +83,7 @@ extension FrequencyEnergy {
         try group.write("frequency_bins", bins)
         try group.write("frequency_total", [total])
         try group.write("frequency_windows", [Int64(windows)])
+        try group.write("frequency_shortest_window", [Int64(shortestWindow)])
     }
 
     public init(decoding group: StateGroup, shape: LayerShape) throws {
@@ -84,6 +92,7 @@ extension FrequencyEnergy {
         bins = try group.read("frequency_bins", count: FrequencyEnergy.binCount)
         total = try group.read("frequency_total", count: 1)[0]
         windows = try group.count("frequency_windows")
+        shortestWindow = try group.count("frequency_shortest_window")
     }
 
     /// Low-frequency fractions and the binned spectrum; null with a note when there is no energy.
@@ -92,10 +101,21 @@ extension FrequencyEnergy {
         if low == nil && stats.tokens > 0 && !stats.notes.contains(where: { $0.hasPrefix("every value is zero") }) {
             stats.notes.append("no energy along tokens: frequency fractions are undefined (null)")
         }
+        // Fractions whose cut-off ⌊f·T⌋ is 0 for the shortest window are left out (undefined), with a note.
+        let defined = FrequencyEnergy.fractions.indices.filter {
+            Int((FrequencyEnergy.fractions[$0] * Double(shortestWindow)).rounded(.down)) > 0
+        }
+        if low != nil && defined.count < FrequencyEnergy.fractions.count {
+            stats.notes.append(
+                "windows as short as \(shortestWindow) tokens have no coefficient below some cut-offs: "
+                    + "those low-frequency fractions are undefined (left out)")
+        }
         stats.frequency = StatsReport.Frequency(
-            lowEnergy: low.map {
+            lowEnergy: low.map { fractions in
                 Dictionary(
-                    uniqueKeysWithValues: zip(FrequencyEnergy.fractions.map(EnergyFraction.key), $0).map { ($0, $1) })
+                    uniqueKeysWithValues: defined.map {
+                        (EnergyFraction.key(FrequencyEnergy.fractions[$0]), fractions[$0])
+                    })
             },
             spectrum: spectrum)
     }

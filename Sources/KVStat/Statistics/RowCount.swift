@@ -9,7 +9,7 @@ public struct RowCount: LayerStatistic, Equatable {
     public internal(set) var nonFinite = 0
 
     public static var stateName: String { "rows" }
-    public static var timingStage: String { "outliers" }
+    public static var timingStage: String { "rows" }
     public static func isComputed(by options: AnalysisOptions) -> Bool { true }
 
     public init(shape: LayerShape) {}

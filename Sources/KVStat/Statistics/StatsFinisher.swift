@@ -29,7 +29,9 @@ public enum StatsFinisher {
             }
             if wantsBasis {
                 similarity[kind.rawValue] = timings.measure("pairs") {
-                    pairs(ks, bases: bases, pairs: state.pairs, layerNumbers: state.layers, centered: o.center)
+                    pairs(
+                        ks, bases: bases, pairs: state.pairs, layerNumbers: state.layers, centered: o.center,
+                        alignRank: o.alignRank)
                 }
             }
         }
@@ -42,7 +44,7 @@ public enum StatsFinisher {
     /// nil where it is undefined (see `StatsReport.Pair`).
     static func pairs(
         _ ks: AnalysisState.KindState, bases: [(vectors: Matrix<Double>, sigma: [Double])?],
-        pairs: [(Int, Int)], layerNumbers: [Int], centered: Bool
+        pairs: [(Int, Int)], layerNumbers: [Int], centered: Bool, alignRank contextAlignRank: Int
     ) -> [StatsReport.Pair] {
         let grams = ks.gram
         // ‖XᵀX‖_F of each column-centred layer, once (a layer is in up to L − 1 pairs).
@@ -55,6 +57,17 @@ public enum StatsFinisher {
         return pairs.enumerated().map { index, positions in
             let (a, b) = positions
             let pair = ks.cross[index]
+            guard pair.unevenRows == 0 else {
+                // Each layer's statistics exclude its own non-finite rows; these two exclude different ones, so the
+                // pair's measures would mix two row sets.
+                var undefined = StatsReport.Pair(
+                    layerA: layerNumbers[a], layerB: layerNumbers[b], cosine: pair.meanCosine, cka: nil,
+                    subspaceAlignment: nil, channelAlignment: nil)
+                undefined.note =
+                    "\(pair.unevenRows) token rows are excluded (NaN/Inf) in one layer but not the other: "
+                    + "CKA and alignments undefined (null); the cosine is over rows valid in both"
+                return undefined
+            }
             // Linear CKA of column-centred matrices: ‖AᵀB‖²_F / (‖AᵀA‖_F ‖BᵀB‖_F).
             let ga = grams[a]
             let gb = grams[b]
@@ -76,6 +89,7 @@ public enum StatsFinisher {
             let cka = na > 0 && nb > 0 ? finite(crossNorm / (na * nb)) : nil
             var subspace: Double?
             var channel: Double?
+            var notes: [String] = []
             if a < bases.count, b < bases.count, let (va, sa) = bases[a], let (vb, sb) = bases[b] {
                 let r = min(sa.count, sb.count)
                 if r > 0 {
@@ -93,11 +107,32 @@ public enum StatsFinisher {
                     let overlap = BLAS.multiply(va, vb, transposeA: true)
                     for i in 0..<r { for j in 0..<r { t += overlap[i, j] * overlap[i, j] } }
                     channel = unitInterval(t / Double(r))
+                    // Rank r spanning every token (or every channel) makes an alignment 1 by construction: a
+                    // measure of nothing, reported as undefined rather than as perfect agreement.
+                    let tokenRank = min(ga.count, gb.count) - (centered ? 1 : 0)
+                    if r >= tokenRank {
+                        subspace = nil
+                        notes.append(
+                            "alignment rank \(r) reaches the token count: subspace alignment is 1 by "
+                                + "construction, reported null")
+                    }
+                    if r >= c {
+                        channel = nil
+                        notes.append(
+                            "alignment rank \(r) reaches the channel count: channel alignment is 1 by "
+                                + "construction, reported null")
+                    }
+                    if r < contextAlignRank, notes.isEmpty {
+                        notes.append(
+                            "alignments at rank \(r), not \(contextAlignRank): only \(r) singular values are resolved")
+                    }
                 }
             }
-            return StatsReport.Pair(
+            var result = StatsReport.Pair(
                 layerA: layerNumbers[a], layerB: layerNumbers[b], cosine: pair.meanCosine, cka: cka,
                 subspaceAlignment: subspace, channelAlignment: channel)
+            result.note = notes.isEmpty ? nil : notes.joined(separator: "; ")
+            return result
         }
     }
 

@@ -219,8 +219,10 @@ public struct StatsReport: Codable, Sendable {
         public var cka: Double?
         public var subspaceAlignment: Double?
         public var channelAlignment: Double?
+        /// Why the measures are null, when a condition of the pair (not of either layer) makes them undefined.
+        public var note: String?
         enum CodingKeys: String, CodingKey {
-            case cosine, cka
+            case cosine, cka, note
             case layerA = "layer_a"
             case layerB = "layer_b"
             case subspaceAlignment = "subspace_alignment"
@@ -243,6 +245,7 @@ public struct StatsReport: Codable, Sendable {
             try c.encode(cka, forKey: .cka)
             try c.encode(subspaceAlignment, forKey: .subspaceAlignment)
             try c.encode(channelAlignment, forKey: .channelAlignment)
+            try c.encode(note, forKey: .note)
         }
     }
 

@@ -142,10 +142,13 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         for kind in kinds {
             let C = kind.channels
             let packed = Bytes.sum(Bytes.product(8, C, Bytes.sum(C, 1)) / 2, Bytes.product(8, C))
-            gram = Bytes.sum(gram, Bytes.product(L, packed))
-            moments = Bytes.sum(
-                moments, Bytes.product(L, 36, C), Bytes.product(L, 8 * PositionProfile.bucketCount, C + 1))
-            sketches = Bytes.sum(sketches, Bytes.product(L, sketch))
+            // Only what the sections compute: Grams for spectra or similarity, moments and sketches for outliers.
+            if sections.contains(.spectra) || similarity { gram = Bytes.sum(gram, Bytes.product(L, packed)) }
+            if sections.contains(.outliers) {
+                moments = Bytes.sum(
+                    moments, Bytes.product(L, 36, C), Bytes.product(L, 8 * PositionProfile.bucketCount, C + 1))
+                sketches = Bytes.sum(sketches, Bytes.product(L, sketch))
+            }
             report = Bytes.sum(report, Bytes.product(L, C, 2048))
             if similarity && kind.paired {
                 cross = Bytes.sum(cross, Bytes.product(pairs, 8, C, C))
