@@ -135,12 +135,15 @@ func rowsOf(bhtd stored: [Float], heads: Int = 2, tokens: Int = 6, dim: Int = 4)
         #expect(try Dump(path: Fixtures.path("custom_thd.h5"), layout: spec).layerNumbers == [0, 1])
     }
 
-    /// Bool and float masks of 0/1 give the same runs as the whole-mask reference; integral float lengths work.
+    /// Bool and float masks of 0/1 give the runs written out by hand from the mask; integral float lengths work.
     @Test(arguments: ["mask_bool.h5", "mask_float.h5"])
     func masksOfZeroAndOne(file: String) throws {
         let dump = try Dump(path: OddDumps.path(file))
-        let mask: [Int64] = [0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0]
-        #expect(dump.tokenRuns == TokenRuns(mask: mask, sequences: 2, tokens: 6))
+        // Mask [[0, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]]: tokens 1–4 of sequence 0 and 0–2 of sequence 1.
+        let expected = TokenRuns(
+            runs: [TokenRun(sequence: 0, start: 1, count: 4), TokenRun(sequence: 1, start: 0, count: 3)],
+            lengths: [4, 3])
+        #expect(dump.tokenRuns == expected)
         #expect(dump.tokenRuns.lengths == [4, 3])
     }
 

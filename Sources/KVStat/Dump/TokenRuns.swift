@@ -32,27 +32,6 @@ public struct TokenRuns: Sendable, Equatable {
         self.lengths = lengths
     }
 
-    /// Tokens whose mask entry (row-major `[sequences, tokens]`) is non-zero are valid.
-    public init(mask: [Int64], sequences: Int, tokens: Int) {
-        var runs: [TokenRun] = []
-        var lengths = [Int](repeating: 0, count: sequences)
-        for b in 0..<sequences {
-            var t = 0
-            while t < tokens {
-                guard mask[b * tokens + t] != 0 else {
-                    t += 1
-                    continue
-                }
-                let start = t
-                while t < tokens && mask[b * tokens + t] != 0 { t += 1 }
-                runs.append(TokenRun(sequence: b, start: start, count: t - start))
-                lengths[b] += t - start
-            }
-        }
-        self.runs = runs
-        self.lengths = lengths
-    }
-
     /// The valid tokens of the given sequences (nil: all) at positions in `positions` (nil: all): what an
     /// analysis of part of a dump (`--sequences`, `--tokens`) reads. Sequence numbers are kept.
     public func selecting(sequences: Set<Int>? = nil, positions: Range<Int>? = nil) -> TokenRuns {

@@ -9,7 +9,8 @@ public enum KVStatFiles {
 
     /// Whether `path` is a kvstat state file of any version: an HDF5 file whose first 64 KiB hold the root
     /// attribute `format = "kvstat.state/…"` (written first, so it sits in the root group's object header,
-    /// right after the superblock).
+    /// right after the superblock). A byte scan without libhdf5, for filtering many batch inputs cheaply; a
+    /// command that goes on to read the file asks `AnalysisStateFile.isStateFile`, which reads the attribute.
     public static func isStateFile(_ path: String) -> Bool {
         guard let head = head(path, bytes: 1 << 16), head.starts(with: hdf5Signature) else { return false }
         return head.range(of: Data("kvstat.state/".utf8)) != nil
