@@ -16,7 +16,8 @@ let package = Package(
     ],
     targets: [
         // C libraries, each wrapped once by one Swift target that imports it `internal` (docs/architecture.md):
-        // CHDF5 → HDF5Kit; CLAPACK, CFFTW, CHalfFloat → KVNumerics; CCrypto → FileDigest; CSQLite → KVBatch;
+        // CHDF5, CDeflate → HDF5Kit; CLAPACK, CFFTW, CHalfFloat, CKernels → KVNumerics; CCrypto → FileDigest;
+        // CSQLite → KVBatch;
         // CProcessControl (prctl, the libhdf5 crash guard) → HDF5Kit and the kvstat executable.
         .systemLibrary(
             name: "CHDF5", pkgConfig: "hdf5",
@@ -33,11 +34,15 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CDeflate", pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]),
         .target(name: "CHalfFloat"),
+        .target(name: "CKernels"),
         .target(name: "CProcessControl"),
 
-        .target(name: "HDF5Kit", dependencies: ["CHDF5", "CProcessControl"]),
-        .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat"]),
+        .target(name: "HDF5Kit", dependencies: ["CHDF5", "CDeflate", "CProcessControl"]),
+        .target(name: "KVNumerics", dependencies: ["CLAPACK", "CFFTW", "CHalfFloat", "CKernels"]),
         .target(name: "FileDigest", dependencies: ["CCrypto"]),
         .target(
             name: "KVStat",

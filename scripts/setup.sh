@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what kvstat needs on Debian/Ubuntu: HDF5, LAPACKE + OpenBLAS, FFTW, OpenSSL, SQLite (apt);
+# Installs what kvstat needs on Debian/Ubuntu: HDF5, libdeflate, LAPACKE + OpenBLAS, FFTW, OpenSSL, SQLite (apt);
 # Chromium for the report screenshot test and Slurm + munge for the job-array test; and the Python packages
 # the tests and tools use (pip). Idempotent: does nothing when everything is present.
 set -euo pipefail
 
-apt_packages=(libhdf5-dev liblapacke-dev libopenblas-dev libfftw3-dev libssl-dev libsqlite3-dev pkg-config chromium slurm-wlm munge)
+apt_packages=(libhdf5-dev libdeflate-dev liblapacke-dev libopenblas-dev libfftw3-dev libssl-dev libsqlite3-dev
+    pkg-config chromium slurm-wlm munge)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

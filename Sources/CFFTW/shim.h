@@ -3,6 +3,4 @@
 #define KVSTAT_CFFTW_SHIM_H
 #include <fftw3.h>
 static inline unsigned kv_fftw_estimate(void) { return FFTW_ESTIMATE; }
-static inline unsigned kv_fftw_measure(void) { return FFTW_MEASURE; }
-static inline int kv_fftw_redft10(void) { return FFTW_REDFT10; }
 #endif

@@ -101,6 +101,76 @@ static inline long long kv_chunk_bytes(hid_t dset, const hsize_t *offset) {
     return (long long)size;
 }
 
+/// Reads the stored (still filtered) bytes of the chunk starting at element `offset` into `buf`, which must hold
+/// the chunk's stored size as kv_chunk_bytes gives it (the same index lookup; libhdf5 writes that many bytes
+/// whatever the chunk's other metadata says); `filter_mask` receives the chunk's filter mask. Negative on error
+/// or before 1.10.3.
+static inline herr_t kv_read_chunk(hid_t dset, const hsize_t *offset, unsigned *filter_mask, void *buf) {
+#if H5_VERSION_GE(1, 10, 3)
+    uint32_t mask = 0;
+    herr_t status = H5Dread_chunk(dset, H5P_DEFAULT, offset, &mask, buf);
+    *filter_mask = mask;
+    return status;
+#else
+    (void)dset; (void)offset; (void)filter_mask; (void)buf;
+    return -1;
+#endif
+}
+
+/// Whether this HDF5 has H5Dread_chunk, which kv_read_chunk needs (1.10.3 and later).
+static inline int kv_raw_chunks_supported(void) { return H5_VERSION_GE(1, 10, 3) ? 1 : 0; }
+
+/// The file descriptor libhdf5's sec2 driver reads the file holding `obj` through, for reads of raw chunk
+/// bytes at the addresses kv_chunk_location gives; -1 when the file is opened through another driver (a memory
+/// image, family, ...), has a user block (addresses would be relative to it), or on error. The descriptor stays
+/// open as long as `obj` (or anything else in the file) is.
+static inline int kv_sec2_descriptor(hid_t obj) {
+    hid_t file = H5Iget_file_id(obj);
+    if (file < 0) return -1;
+    int fd = -1;
+    hid_t fapl = H5Fget_access_plist(file);
+    hid_t fcpl = H5Fget_create_plist(file);
+    hsize_t userblock = 1;
+    if (fapl >= 0 && fcpl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Pget_userblock(fcpl, &userblock) >= 0
+        && userblock == 0) {
+        void *handle = NULL;
+        if (H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle != NULL) fd = *(int *)handle;
+    }
+    if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    H5Fclose(file);
+    return fd;
+}
+
+/// Where the chunk starting at element `offset` of `dset` is stored (H5Dget_chunk_info_by_coord, 1.10.5 and
+/// later): its file address, stored size and filter mask. 0 on success; -1 when the chunk was never written, on
+/// error, or before 1.10.5.
+static inline int kv_chunk_location(hid_t dset, const hsize_t *offset, unsigned *filter_mask,
+                                    unsigned long long *address, unsigned long long *size) {
+#if H5_VERSION_GE(1, 10, 5)
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t bytes = 0;
+    if (H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &bytes) < 0) return -1;
+    if (addr == HADDR_UNDEF || bytes == 0) return -1;
+    *filter_mask = mask;
+    *address = (unsigned long long)addr;
+    *size = (unsigned long long)bytes;
+    return 0;
+#else
+    (void)dset; (void)offset; (void)filter_mask; (void)address; (void)size;
+    return -1;
+#endif
+}
+
+/// Whether the dataset creation list `dcpl` stores partial edge chunks unfiltered
+/// (H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS): 1 yes, 0 no, -1 on error.
+static inline int kv_partial_chunks_unfiltered(hid_t dcpl) {
+    unsigned opts = 0;
+    if (H5Pget_chunk_opts(dcpl, &opts) < 0) return -1;
+    return (opts & H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS) ? 1 : 0;
+}
+
 /// 0 not allocated, 1 partly allocated, 2 allocated (H5D_space_status_t), -1 on error.
 static inline int kv_space_status(hid_t dset) {
     H5D_space_status_t status;

@@ -9,6 +9,8 @@ public struct HDF5Filter: Sendable, Equatable {
     public var name: String
     /// Whether this libhdf5 can decode it.
     public var available: Bool
+    /// The filter's client data values as stored (shuffle: the element size; gzip: the level).
+    public var parameters: [UInt32] = []
 }
 
 /// An open dataset. Reads go into buffers the caller owns; nothing is cached here beyond HDF5's chunk cache.
@@ -31,11 +33,15 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
     public let externalFiles: [String]
     /// The bit layout of a floating-point element type, nil for other types.
     public let floatFields: FloatFields?
+    /// Whether partial edge chunks are stored unfiltered (`H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS`), in which
+    /// case their bytes cannot be told apart from filtered ones by the filter mask.
+    public let partialChunksUnfiltered: Bool
     private let fileType: Handle
 
-    /// Chunk cache per open dataset. Token blocks are read in whole chunks along every axis but tokens, so the
-    /// cache only has to hold the chunks a block boundary cuts; kvstat keeps one dataset open per layer.
-    static let chunkCacheBytes = 8 << 20
+    /// Chunk cache per open dataset (libhdf5's; kvstat's own chunk reader keeps the same budget of decoded
+    /// chunks). Token blocks are read in whole chunks along every axis but tokens, so the cache only has to hold
+    /// the chunks a block boundary cuts; kvstat keeps one dataset open per layer.
+    public static let chunkCacheBytes = 8 << 20
 
     convenience init(openIn parent: Handle, path: String, file: String) throws {
         silenceHDF5ErrorPrinting()
@@ -91,8 +97,10 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
             var chunk = [hsize_t](repeating: 0, count: max(rank, 1))
             H5Pget_chunk(dcpl.id, Int32(rank), &chunk)
             chunkShape = chunk.prefix(rank).map { Int($0) }
+            partialChunksUnfiltered = kv_partial_chunks_unfiltered(dcpl.id) != 0
         } else {
             chunkShape = nil
+            partialChunksUnfiltered = false
         }
         var filters: [HDF5Filter] = []
         let count = H5Pget_nfilters(dcpl.id)
@@ -107,7 +115,8 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
             filters.append(
                 HDF5Filter(
                     id: id, name: HDF5Filter.wellKnownName(id) ?? (stored.isEmpty ? "filter \(id)" : stored),
-                    available: H5Zfilter_avail(H5Z_filter_t(id)) > 0))
+                    available: H5Zfilter_avail(H5Z_filter_t(id)) > 0,
+                    parameters: Array(values.prefix(min(max(elements, 0), values.count)))))
         }
         self.filters = filters
         super.init(handle: handle, path: path, file: file)
@@ -225,9 +234,14 @@ public final class HDF5Dataset: HDF5Node, @unchecked Sendable {
                     .unavailableFilter, HDF5Filter.unavailableMessage(unavailable), file: filePath, object: path,
                     cause: currentErrorStack())
             }
+            let cause = currentErrorStack()
+            // A failure inside the filter pipeline (H5Z…): the stored bytes of a chunk do not decode.
+            let undecodable = cause?.contains("H5Z") == true
             throw HDF5Error(
-                .readFailed, "cannot read elements \(start) + \(count)", file: filePath, object: path,
-                cause: currentErrorStack())
+                .readFailed,
+                "cannot read elements \(start) + \(count)"
+                    + (undecodable ? ": a compressed chunk there does not decode (the file is corrupt)" : ""),
+                file: filePath, object: path, cause: cause)
         }
     }
 

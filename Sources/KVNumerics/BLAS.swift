@@ -32,12 +32,9 @@ public enum BLAS {
                 CblasColMajor, CblasUpper, CblasNoTrans, Int32(columns), Int32(rows),
                 1, block.baseAddress, Int32(columns), 0, c.baseAddress, Int32(columns))
             packed.withUnsafeMutableBufferPointer { g in
-                // Column-major upper (j, i), j ≤ i, sits at i·columns + j: row i of the lower triangle.
-                for i in 0..<columns {
-                    let source = i * columns
-                    let target = i * (i + 1) / 2
-                    for j in 0...i { g[target + j] += multiplier * Double(c[source + j]) }
-                }
+                // Column-major upper (j, i), j ≤ i, sits at i·columns + j: row i of the lower triangle (a C
+                // kernel, row ranges on every core).
+                MomentKernels.addPackedLower(UnsafeBufferPointer(c), n: columns, into: g, multiplier: multiplier)
             }
         }
     }
@@ -58,24 +55,16 @@ public enum BLAS {
                 CblasRowMajor, CblasTrans, CblasNoTrans, Int32(aColumns), Int32(bColumns), Int32(rows),
                 1, a.baseAddress, Int32(aColumns), b.baseAddress, Int32(bColumns), 0, c.baseAddress, Int32(bColumns))
             product.values.withUnsafeMutableBufferPointer { p in
-                for i in 0..<(aColumns * bColumns) { p[i] += multiplier * Double(c[i]) }
+                MomentKernels.addScaled(
+                    UnsafeBufferPointer(rebasing: c[0..<(aColumns * bColumns)]), into: p, multiplier: multiplier)
             }
         }
     }
 
-    /// The largest |x| of `values` (ISAMAX), 0 for an empty buffer. Values must be finite.
+    /// The largest |x| of `values`, 0 for an empty buffer. Values must be finite. (A vectorised C kernel on
+    /// every core, `MomentKernels.maxMagnitude`: ISAMAX returns an index, one thread, and wants 32-bit counts.)
     public static func maxMagnitude(_ values: UnsafeBufferPointer<Float>) -> Float {
-        guard values.count > 0, let base = values.baseAddress else { return 0 }
-        // ISAMAX takes a 32-bit count: walk larger buffers in pieces.
-        var best: Float = 0
-        var offset = 0
-        while offset < values.count {
-            let n = min(values.count - offset, Int(Int32.max))
-            let index = Int(cblas_isamax(Int32(n), base + offset, 1))
-            best = max(best, abs(base[offset + index]))
-            offset += n
-        }
-        return best
+        MomentKernels.maxMagnitude(values)
     }
 
     /// Row-major float32 `C = op(A) op(B)` (SGEMM): A is `m × k` (`k × m` when `transposeA`), B is `k × n`

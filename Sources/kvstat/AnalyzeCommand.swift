@@ -72,6 +72,13 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: "BLAS threads, 1…1024 (default: OpenBLAS's own choice, all cores).")
     var threads: Int?
 
+    @Flag(
+        help: """
+            Skip the dump's SHA-256 (stats.json's dump.sha256 is then null): it reads the file once more, about \
+            3 % of a full analysis. Without it, merge tells a dump merged twice only by its path.
+            """)
+    var noDigest = false
+
     @Flag(help: "No progress on stderr.")
     var quiet = false
 
@@ -144,7 +151,8 @@ struct AnalyzeCommand: ParsableCommand {
             analysis.tokenRange = try tokens.map { try TokenRangeOption.parse($0) }
             let progress = ProgressLine(quiet: quiet, json: logJSON)
             let clock = StageTimings()
-            let state = try Analyzer.accumulate(dump, options: analysis, timings: clock, progress: progress.update)
+            let state = try Analyzer.accumulate(
+                dump, options: analysis, timings: clock, digest: !noDigest, progress: progress.update)
             progress.finish()
             try dump.checkUnchanged()  // exit 75, before anything is written
             if let saveState { try AnalysisStateFile.save(state, to: saveState, version: KVStatVersion.current) }

@@ -57,7 +57,8 @@ extension FitLowrankCommand {
     /// whether to mark the folder.
     func checkOutputs(_ directory: String) throws(DumpError) -> Bool {
         var guarding = OutputGuard(force: force)
-        guarding.addInput(options.dump, role: AnalysisStateFile.isStateFile(options.dump) ? "the state file" : "the dump")
+        guarding.addInput(
+            options.dump, role: AnalysisStateFile.isStateFile(options.dump) ? "the state file" : "the dump")
         if let evalDump { guarding.addInput(evalDump, role: "the --eval dump") }
         if let layout = options.layout { guarding.addInput(layout, role: "the layout file") }
         return try guarding.checkFolder(directory, names: OutputNames.fit)

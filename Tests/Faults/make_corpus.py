@@ -13,11 +13,13 @@ must hold, case-insensitively) or success (`codes=(0,)` and a `check` that verif
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faultlib import (Broken, check_fit_dir, check_stats, check_text_files, dump_ref, expect_matches_ref,  # noqa: E402
                       expect_zero_energy, gaussian, layer_stats, load_json, put, random_layers, rng_for,
-                      strict_json, write_perlayer, fit_error, similarity_value, bf16_bits_to_f32)
+                      stored, strict_json, write_perlayer, fit_error, similarity_value, bf16_bits_to_f32)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "Tests" / "Fixtures" / "dumps"
@@ -1077,6 +1079,16 @@ def add_options():
          chain(good_dump(seed_name="opt"), kvstat_step("analyze", "g.h5", "-o", "A", "--quiet", "--save-state",
                                                        "a.state.h5")),
          codes=(64, 65), contains=("xkv",), group=g)
+    def digest_is(expected):
+        def extra(ctx, stats):
+            want = hashlib.sha256(ctx.p("g.h5").read_bytes()).hexdigest() if expected else None
+            if stats["dump"].get("sha256") != want:
+                raise Broken(f"dump.sha256 is {stats['dump'].get('sha256')!r}, expected {want!r}")
+        return extra
+    case("opt-analyze--no-digest", ["analyze", "g.h5", "-o", "out", "--quiet", "--no-digest"],
+         good_dump(seed_name="opt"), check=analyze_ok(extra=digest_is(False)), group=g)
+    case("opt-analyze-digest-default", ["analyze", "g.h5", "-o", "out", "--quiet"],
+         good_dump(seed_name="opt"), check=analyze_ok(extra=digest_is(True)), group=g)
     case("opt-unknown-option", ["analyze", "g.h5", "--bogus"], good_dump(seed_name="opt"), codes=(64,),
          contains=("--bogus",), group=g)
     case("opt-unknown-subcommand", ["frobnicate"], lambda ctx: None, codes=(64,), contains=("frobnicate",), group=g)
@@ -1203,6 +1215,98 @@ def add_files():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 7b. Compressed chunks kvstat decodes itself (gzip, shuffle; docs/dump-format.md "Compression")
+# ---------------------------------------------------------------------------------------------------------
+
+CHUNKED = {"L": 2, "B": 1, "H": 2, "T": 64, "D": 4, "chunks": (1, 2, 16, 4)}
+
+
+def chunked_dump(fname, damage=None, **create):
+    """A float16 per-layer dump with `create` (compression, shuffle) on [1, 2, 16, 4] chunks; `damage(raw, info)`
+    then rewrites the stored bytes of layer_01/value's second chunk in the file (raw: the open file)."""
+    def setup(ctx):
+        c = CHUNKED
+        rng = rng_for(f"{ctx.case.name}/{fname}")
+        layers = random_layers(rng, c["L"], c["B"], c["H"], c["T"], c["D"])
+        with h5py.File(ctx.p(fname), "w") as f:
+            images = [{k: put(f, f"layer_{i:02d}/{k}", x, "float16", chunks=c["chunks"], **create)
+                       for k, x in kinds.items()} for i, kinds in enumerate(layers)]
+            info = f["layer_01/value"].id.get_chunk_info(1)
+        ctx.ref = dump_ref(images)
+        if damage:
+            with open(ctx.p(fname), "r+b") as raw:
+                damage(raw, info)
+    return setup
+
+
+def garbage_in_middle(raw, info):
+    raw.seek(info.byte_offset + info.size // 2)
+    raw.write(bytes([0xFF]) * min(16, info.size // 2))
+
+
+def garbage_header(raw, info):
+    raw.seek(info.byte_offset)
+    raw.write(b"\x00\x00\x00\x00")
+
+
+def masked_chunks_dump(fname):
+    """A gzip + shuffle float16 dump whose chunks are written raw (H5Dwrite_chunk) with every filter mask in turn:
+    0 (both filters), 1 (shuffle skipped), 2 (gzip skipped), 3 (both skipped). Valid HDF5: libhdf5 honours each
+    chunk's mask, and so must kvstat's own decoder."""
+    def setup(ctx):
+        c = CHUNKED
+        rng = rng_for(f"{ctx.case.name}/{fname}")
+        layers = random_layers(rng, c["L"], c["B"], c["H"], c["T"], c["D"])
+        images = []
+        index = 0
+        with h5py.File(ctx.p(fname), "w") as f:
+            for i, kinds in enumerate(layers):
+                images.append({})
+                for k, x in kinds.items():
+                    data, image = stored(x, "float16")
+                    ds = f.create_dataset(f"layer_{i:02d}/{k}", shape=data.shape, dtype=data.dtype,
+                                          chunks=c["chunks"], compression="gzip", shuffle=True)
+                    for t in range(0, c["T"], c["chunks"][2]):
+                        plain = np.ascontiguousarray(data[:, :, t:t + c["chunks"][2], :]).tobytes()
+                        shuffled = np.frombuffer(plain, np.uint8).reshape(-1, 2).T.tobytes()
+                        mask = index % 4
+                        payload = {0: zlib.compress(shuffled), 1: zlib.compress(plain), 2: shuffled, 3: plain}[mask]
+                        ds.id.write_direct_chunk((0, 0, t, 0), payload, filter_mask=mask)
+                        index += 1
+                    require(np.array_equal(ds[...].view(np.uint16), data.view(np.uint16)),
+                            "libhdf5 does not read the masked chunks back")
+                    images[-1][k] = image
+        ctx.ref = dump_ref(images)
+    return setup
+
+
+def matches_ref_expect(ctx, stats):
+    for key, ref in ctx.ref.items():
+        layer, kind = key.split(".")
+        expect_matches_ref(layer_stats(stats, int(layer), kind), ref, f"layer {layer} {kind}")
+
+
+def add_chunks():
+    g = "chunks"
+    bad = [("gzip-corrupt", garbage_in_middle, {"compression": "gzip"}),
+           ("shuffle-gzip-corrupt", garbage_in_middle, {"compression": "gzip", "shuffle": True}),
+           ("gzip-bad-header", garbage_header, {"compression": "gzip"})]
+    for label, damage, create in bad:
+        for cname, args in (("inspect", ["inspect", "x.h5", "--read-all"]),
+                            ("analyze", ["analyze", "x.h5", "-o", "out", "--quiet"])):
+            case(f"chunk-{label}-{cname}", args, chunked_dump("x.h5", damage, **create), codes=(65,),
+                 contains=("x.h5", "layer_01/value", "does not decode"), group=g)
+    for label, create in (("gzip", {"compression": "gzip"}), ("shuffle-gzip", {"compression": "gzip", "shuffle": True}),
+                          ("shuffle", {"shuffle": True})):
+        case(f"chunk-{label}-analyze", ["analyze", "x.h5", "-o", "out", "--quiet"], chunked_dump("x.h5", **create),
+             check=analyze_ok(extra=matches_ref_expect), group=g)
+    case("chunk-filter-mask-analyze", ["analyze", "x.h5", "-o", "out", "--quiet"], masked_chunks_dump("x.h5"),
+         check=analyze_ok(extra=matches_ref_expect), group=g)
+    case("chunk-filter-mask-inspect", ["inspect", "x.h5", "--read-all", "--json"], masked_chunks_dump("x.h5"),
+         check=inspect_json_ok(scan_expect), group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # 8. The bundled fixtures
 # ---------------------------------------------------------------------------------------------------------
 
@@ -1248,6 +1352,7 @@ def build_cases():
     add_batch()
     add_options()
     add_files()
+    add_chunks()
     add_fixtures()
     return CASES
 

@@ -149,17 +149,27 @@ import Testing
         let e = MemoryEstimate.analysis(
             kinds: kinds, layers: L, pairs: P, tokens: 100, blockRows: B, keptBlocks: 2,
             sections: Set(AnalysisSection.allCases), longestWindow: 10, frequencyPanelBytes: 1 << 20,
-            alignRank: 32, headDim: headDim)
+            alignRank: 32, headDim: headDim, cores: 2)
         #expect(e.bytes(of: "Gram matrices") == 2 * L * (8 * C * (C + 1) / 2 + 8 * C))
         // Moments and the position profile (Σ|x| per bucket and channel, plus the bucket counts).
         #expect(e.bytes(of: "channel moments") == 2 * L * 36 * C + 2 * L * 8 * PositionProfile.bucketCount * (C + 1))
         #expect(e.bytes(of: "token-norm sketches") == 2 * L * (48 * 100 + 24 * 64))
         #expect(e.bytes(of: "cross-layer products") == 2 * P * 8 * C * C)
-        // Stages: block pass (2 + 2.5)·4·B·C + 4·C² = 2560; DCT 3.5 × 10·4·4·2 + 80 = 1200;
-        // eigen 24·C² + 16·C·8 + L·8·C·8 = 1536 + 1024 + 1536 = 4096, the largest.
-        #expect(e.bytes(of: "eigen stage") == 4096)
+        // Stages: block pass (2 + 2.5)·4·B·C + 4·C² = 2560; eigen 24·C² + 16·C·8 + L·8·C·8 = 1536 + 1024 +
+        // 1536 = 4096; DCT 2.5 × 10·4·4·2 + 80 + 4 plans × (1 piece (8 channels: one chunk of 16) × (2·4·16·16
+        // + 8·10) + 4·16 + 16·10) = 10288, the largest (a piece's two 16-signal buffers are 16 floats a signal
+        // at least); without frequency, eigen is.
+        #expect(e.bytes(of: "DCT panel") == 10288)
+        #expect(e.bytes(of: "eigen stage") == 0)
         #expect(e.bytes(of: "block buffers") == 0)
+        let noFrequency = MemoryEstimate.analysis(
+            kinds: kinds, layers: L, pairs: P, tokens: 100, blockRows: B, keptBlocks: 2,
+            sections: Set(AnalysisSection.allCases).subtracting([.frequency]), longestWindow: 10,
+            frequencyPanelBytes: 1 << 20, alignRank: 32, headDim: headDim, cores: 2)
+        #expect(noFrequency.bytes(of: "eigen stage") == 4096)
         #expect(e.bytes(of: "report") == 2 * L * C * 2048 + P * 256)
+        // L open readers of 8 MiB of kept chunks and 8 MiB of libhdf5 chunk cache each, and the workers' chunks.
+        #expect(e.bytes(of: "readers") == L * (16 << 20) + 4 * (64 << 20) / 3 + (1 << 20))
         #expect(e.total == e.parts.reduce(0) { $0 + $1.bytes })
     }
 

@@ -83,7 +83,7 @@ import Testing
         for (x, y) in zip(a, b) { #expect(abs(x - y) <= 1e-9 * max(1, abs(y)), "\(T.stateName): \(x) vs \(y)") }
     }
 
-    /// FrequencyEnergy is fed by the DCT pass, not by blocks: its merge law over coefficient windows.
+    /// FrequencyEnergy is fed by the DCT pass, not by blocks: its merge law over windows' energies.
     @Test func frequencyEnergyMergesLikeTheWhole() throws {
         var generator = BoundsRandom(state: 7)
         var whole = FrequencyEnergy()
@@ -92,14 +92,13 @@ import Testing
         for window in 0..<6 {
             let length = 10 + 7 * window
             let count = 3
-            let coefficients = (0..<(length * count)).map { _ in Float.random(in: -2...2, using: &generator) }
-            coefficients.withUnsafeBufferPointer { c in
-                whole.fold(coefficients: c, length: length, count: count)
-                if window < 3 {
-                    first.fold(coefficients: c, length: length, count: count)
-                } else {
-                    second.fold(coefficients: c, length: length, count: count)
-                }
+            // Energy per frequency: the squares of `count` random coefficients, summed.
+            let energies = (0..<length).map { _ in
+                (0..<count).reduce(0.0) { sum, _ in sum + pow(Double.random(in: -2...2, using: &generator), 2) }
+            }
+            energies.withUnsafeBufferPointer { e in
+                whole.fold(perFrequency: e)
+                if window < 3 { first.fold(perFrequency: e) } else { second.fold(perFrequency: e) }
             }
         }
         first.merge(second)

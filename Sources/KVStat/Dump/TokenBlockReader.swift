@@ -1,5 +1,6 @@
 // The stream every statistic folds: one layer's tensor as consecutive blocks of at most `blockTokens` valid
 // token rows × (heads × head_dim) float32 columns. Memory is one block, whatever the token count.
+import KVNumerics
 
 /// One block of token rows handed to a statistic. `values` points into a reader's buffer: valid only
 /// inside the callback that received the block; never store it.
@@ -129,18 +130,9 @@ public struct BlockPlan: Sendable {
             }
             rows += piece.count
         }
-        var excluded: [Int] = []
-        var nonFinite = 0
-        buffer.withUnsafeMutableBufferPointer { values in
-            for r in 0..<rows {
-                var bad = 0
-                for c in 0..<columns where !values[r * columns + c].isFinite { bad += 1 }
-                if bad > 0 {
-                    nonFinite += bad
-                    excluded.append(r)
-                    for c in 0..<columns { values[r * columns + c] = 0 }
-                }
-            }
+        // Rows holding NaN/±Inf are zeroed and listed (a C kernel, row ranges on every core).
+        let (excluded, nonFinite) = buffer.withUnsafeMutableBufferPointer { values in
+            MomentKernels.zeroNonFiniteRows(values, rows: rows, columns: columns)
         }
         try buffer.withUnsafeBufferPointer { values in
             try body(

@@ -214,7 +214,7 @@ public enum LowRankFit {
                 if options.holdout > 0 {
                     let gram = try LayerGroupGrams.accumulate(
                         dump, runs: split.eval, kind: kind, groups: [group], blockTokens: options.blockTokens)[0]
-                    values = try SymmetricEigen(gram.matrix(centered: options.center)).values
+                    values = try SymmetricEigen(gram.denseMatrix(centered: options.center)).values
                     t = Double(gram.count)
                 } else {
                     values = p.eigenvalues

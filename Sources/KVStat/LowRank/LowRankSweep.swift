@@ -29,21 +29,35 @@ public enum LowRankSweep {
         var evalLayer: [TensorKind: [GramAccumulator]] = [:]
         var oldFit: [TensorKind: [GramAccumulator]] = [:]
         var oldEval: [TensorKind: [GramAccumulator]] = [:]
+        // cskv's Grams of the tokens before the window: the whole set's minus the window's when the window holds
+        // fewer tokens (one short pass instead of a second full one), else read directly.
+        func older(_ runs: TokenRuns, whole: [GramAccumulator], _ kind: TensorKind) throws -> [GramAccumulator] {
+            let (before, inside) = (
+                olderThanWindow(runs, window: options.window), insideWindow(runs, window: options.window)
+            )
+            guard inside.totalTokens < before.totalTokens else { return try grams(before, single, kind) }
+            return zip(whole, try grams(inside, single, kind)).map { $0.subtracting($1) }
+        }
         for kind in kinds {
             fitLayer[kind] = try grams(split.fit, single, kind)
             evalLayer[kind] = heldOut ? try grams(split.eval, single, kind) : fitLayer[kind]
             if options.window > 0 {
-                oldFit[kind] = try grams(olderThanWindow(split.fit, window: options.window), single, kind)
-                oldEval[kind] =
-                    heldOut
-                    ? try grams(olderThanWindow(split.eval, window: options.window), single, kind) : oldFit[kind]
+                oldFit[kind] = try older(split.fit, whole: fitLayer[kind]!, kind)
+                oldEval[kind] = heldOut ? try older(split.eval, whole: evalLayer[kind]!, kind) : oldFit[kind]
             } else {
                 (oldFit[kind], oldEval[kind]) = (fitLayer[kind], evalLayer[kind])
             }
         }
 
-        var rungs: [FitReport.Rung] = []
-        for method in FitMethod.allCases {
+        // pca (whole layers) and cskv fit the same per-layer Grams at the same widest rung: one decomposition
+        // serves both (cskv prices its errors on other tokens, those before its window). Every batch's pca fit
+        // is held from pca's pass until cskv's (MemoryEstimate.sweep counts them).
+        let cskvSharesPCAFit = options.granularity == .layer
+        var pcaFits: [Int: FittedProjections] = [:]
+        var rungsOf: [FitMethod: [FitReport.Rung]] = [:]
+        // The per-layer methods first, so that their Grams are dropped before xKV's group Grams exist.
+        for method in [FitMethod.pca, .cskv, .matryoshka, .xkv] {
+            if method == .xkv { (fitLayer, evalLayer, oldFit, oldEval) = ([:], [:], [:], [:]) }
             var o = options
             o.method = method
             o.quantization = .none
@@ -56,7 +70,7 @@ public enum LowRankSweep {
             let groups = method == .xkv ? ProjectionFitter.groups(of: layers, options: o).groups : single
             // Matryoshka allocates across every unit at once; the other methods go group by group.
             let batches: [[Int]] = method == .matryoshka ? [Array(groups.indices)] : groups.indices.map { [$0] }
-            for batch in batches {
+            for (bi, batch) in batches.enumerated() {
                 let batchGroups = batch.map { groups[$0] }
                 var fitGrams: [TensorKind: [GramAccumulator]] = [:]
                 var evalGrams = fitGrams
@@ -74,8 +88,14 @@ public enum LowRankSweep {
                         errorEval[kind] = batch.map { (method == .cskv ? oldEval : evalLayer)[kind]![$0] }
                     }
                 }
-                let fitted = try ProjectionFitter.fit(
-                    grams: fitGrams, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
+                let fitted: FittedProjections
+                if method == .cskv, let shared = pcaFits.removeValue(forKey: bi) {
+                    fitted = shared
+                } else {
+                    fitted = try ProjectionFitter.fit(
+                        grams: fitGrams, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
+                    if method == .pca && cskvSharesPCAFit { pcaFits[bi] = fitted }
+                }
                 let rankTable = ladder.map { q in
                     method == .matryoshka
                         ? fitted.ladderRanks[q]!
@@ -84,15 +104,16 @@ public enum LowRankSweep {
                                 budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
                         }
                 }
+                // Fit errors are priced on the fitted Grams themselves except cskv's (tokens before the window).
                 totals.add(
                     fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorFit,
-                    normGrams: fitGrams,
-                    heads: heads, headDim: dump.shape.headDim, heldOut: false)
+                    normGrams: fitGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false,
+                    fittedOn: method != .cskv || options.window == 0)
                 if heldOut {
                     totals.add(
                         fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorEval,
-                        normGrams: evalGrams,
-                        heads: heads, headDim: dump.shape.headDim, heldOut: true)
+                        normGrams: evalGrams, heads: heads, headDim: dump.shape.headDim, heldOut: true,
+                        fittedOn: false)
                 }
                 // Memory accounting needs only shapes and ranks: keep empty-basis copies.
                 allProjections += fitted.projections.map {
@@ -103,7 +124,7 @@ public enum LowRankSweep {
                 for ri in ladder.indices { allRanks[ri] += rankTable[ri] }
             }
             for (ri, q) in ladder.enumerated() {
-                rungs.append(
+                rungsOf[method, default: []].append(
                     FitReport.Rung(
                         method: method.rawValue, keepRatio: q,
                         memoryRatio: LowRankFit.memoryRatio(
@@ -114,7 +135,7 @@ public enum LowRankSweep {
                         ranks: nil))
             }
         }
-        return rungs
+        return FitMethod.allCases.flatMap { rungsOf[$0] ?? [] }
     }
 
     /// Squared errors per rung and (kind, layer), and squared norms per (kind, layer), on fit and held-out tokens.
@@ -130,14 +151,18 @@ public enum LowRankSweep {
         mutating func add(
             _ projections: [Projection], rankTable: [[Int]], groups: [[Int]],
             errorGrams: [TensorKind: [GramAccumulator]],
-            normGrams: [TensorKind: [GramAccumulator]], heads: [TensorKind: Int], headDim: Int, heldOut: Bool
+            normGrams: [TensorKind: [GramAccumulator]], heads: [TensorKind: Int], headDim: Int, heldOut: Bool,
+            fittedOn: Bool
         ) {
             let groupPosition = Dictionary(groups.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
             for (u, p) in projections.enumerated() {
                 let g = groupPosition[p.layers]!
-                let perRung = GramErrorEstimate.errorSquared(
-                    p, ranks: rankTable.map { $0[u] }, gram: errorGrams[p.kind]![g],
-                    channelsPerLayer: heads[p.kind]! * headDim)
+                // `fittedOn`: `errorGrams` are the Grams the projections were fitted on (eigenvalues suffice).
+                let (ranks, gram, width) = (rankTable.map { $0[u] }, errorGrams[p.kind]![g], heads[p.kind]! * headDim)
+                let perRung =
+                    fittedOn
+                    ? GramErrorEstimate.errorSquaredOnFittedGram(p, ranks: ranks, gram: gram, channelsPerLayer: width)
+                    : GramErrorEstimate.errorSquared(p, ranks: ranks, gram: gram, channelsPerLayer: width)
                 for (ri, perLayer) in perRung.enumerated() {
                     for (i, layer) in p.layers.enumerated() {
                         if heldOut {
@@ -169,6 +194,21 @@ public enum LowRankSweep {
             let relative = norm.keys.sorted().compactMap { key in norm[key]! > 0 ? (sq[key] ?? 0) / norm[key]! : nil }
             return relative.isEmpty ? nil : (relative.reduce(0, +) / Double(relative.count)).squareRoot()
         }
+    }
+
+    /// The tokens of `runs` inside each sequence's last `window` valid tokens (`olderThanWindow`'s complement).
+    static func insideWindow(_ runs: TokenRuns, window: Int) -> TokenRuns {
+        let thresholds = ReconstructionEvaluator.windowThresholds(runs, window: window)
+        var kept: [TokenRun] = []
+        for run in runs.runs {
+            let start = max(run.start, thresholds[run.sequence])
+            if run.start + run.count > start {
+                kept.append(TokenRun(sequence: run.sequence, start: start, count: run.start + run.count - start))
+            }
+        }
+        return TokenRuns(
+            runs: kept,
+            lengths: runs.lengths.indices.map { s in kept.filter { $0.sequence == s }.reduce(0) { $0 + $1.count } })
     }
 
     /// The tokens of `runs` outside each sequence's last `window` valid tokens.

@@ -72,11 +72,13 @@ public enum ProjectionFitter {
             }
         }
         // The matrix of a unit: its group's (centred) Gram, or the diagonal block of its heads. The last
-        // group's full matrix is kept while consecutive units (heads) cut blocks from it.
+        // group's full matrix is kept while consecutive units (heads) cut blocks from it; a whole-group unit
+        // gets a fresh copy that `SymmetricEigen` consumes (an xKV group's is (G·C)² floats: 128 MiB at 4096).
         var cached: (kind: TensorKind, group: Int, matrix: Matrix<Double>)?
         func matrix(_ unit: Unit) -> Matrix<Double> {
+            if unit.heads == nil { return grams[unit.kind]![unit.group].denseMatrix(centered: options.center) }
             if cached?.kind != unit.kind || cached?.group != unit.group {
-                cached = (unit.kind, unit.group, grams[unit.kind]![unit.group].matrix(centered: options.center))
+                cached = (unit.kind, unit.group, grams[unit.kind]![unit.group].denseMatrix(centered: options.center))
             }
             let full = cached!.matrix
             guard unit.heads != nil else { return full }

@@ -34,13 +34,14 @@ public enum StateFit {
         let grams = Dictionary(uniqueKeysWithValues: kinds.map { ($0, state.kinds[$0]!.gram) })
         let fitted = try ProjectionFitter.fit(
             grams: grams, groups: groups, heads: heads, headDim: source.headDim, options: options)
-        // Errors of every projection at `ranks`, priced from the same Grams.
+        // Errors of every projection at `ranks`, priced from the same Grams (those it was fitted on, so from its
+        // eigenvalues and basis alone).
         let groupPosition = Dictionary(uniqueKeysWithValues: groups.enumerated().map { ($1, $0) })
         func errors(_ ranks: [Int]) -> ReconstructionErrors {
             var result = ReconstructionErrors()
             for (p, rank) in zip(fitted.projections, ranks) {
                 let g = groupPosition[p.layers]!
-                let squared = GramErrorEstimate.errorSquared(
+                let squared = GramErrorEstimate.errorSquaredOnFittedGram(
                     p, ranks: [rank], gram: grams[p.kind]![g], channelsPerLayer: heads[p.kind]! * source.headDim)[0]
                 result.errorSquared[p.kind, default: [:]][p.layers[0], default: 0] += squared[0]
             }

@@ -5,10 +5,12 @@ import Foundation
 import KVNumerics
 
 public enum Analyzer {
-    /// Reads `dump` and returns the filled accumulators; wall time per stage goes to `timings`.
+    /// Reads `dump` and returns the filled accumulators; wall time per stage goes to `timings`. With
+    /// `digest` (the default) the file's SHA-256 is computed on a second thread during the passes (about 2.5 s
+    /// of one core per 4 GiB with SHA-NI); without it `sources[0].sha256` stays nil.
     public static func accumulate(
         _ dump: Dump, options: AnalysisOptions, timings: StageTimings = StageTimings(),
-        progress: ((AnalysisProgress) -> Void)? = nil
+        digest computeDigest: Bool = true, progress: ((AnalysisProgress) -> Void)? = nil
     ) throws -> AnalysisState {
         let layers = try dump.selectLayers(options.layers)
         let needsPairs = options.sections.contains(.similarity)
@@ -44,7 +46,7 @@ public enum Analyzer {
         let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
         // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
         // from the page cache the passes fill).
-        let digest = DigestTask(dump)
+        let digest = computeDigest ? DigestTask(dump) : nil
         for kind in dump.kinds {
             let channels = dump.shape.heads(of: kind) * dump.shape.headDim
             let shape = LayerShape(channels: channels, headDim: dump.shape.headDim)
@@ -65,7 +67,7 @@ public enum Analyzer {
             }
             state.kinds[kind] = kindState
         }
-        state.sources[0].sha256 = try timings.measure("sha256") { try digest.result() }
+        if let digest { state.sources[0].sha256 = try timings.measure("sha256") { try digest.result() } }
         return state
     }
 
@@ -159,8 +161,10 @@ public enum Analyzer {
         return excludedPositions
     }
 
-    /// Sequence-window pass for the DCT: each window of each sequence, a panel of as many heads as fit
-    /// `frequencyPanelBytes`, transformed along tokens by a cached FFTW plan.
+    /// Sequence-window pass for the DCT: each window of each sequence, read as panels of as many heads as fit
+    /// `frequencyPanelBytes`, whose energies per DCT frequency (`DCTPlan.addEnergies`: r2c on all cores,
+    /// non-finite values as 0, out-of-range chunks rescaled by powers of two) are summed over the window's
+    /// panels and folded once per window. Plans are shared by every kind and run (`DCTPlan.cached(length:)`).
     /// `excluded[li]`: sequence → token positions the block pass excluded for NaN/±Inf in layer `li` (whole rows:
     /// a panel holds only some heads, so it cannot see a non-finite value in another head of the same token).
     static func frequencyPass(
@@ -170,82 +174,87 @@ public enum Analyzer {
     ) throws {
         let heads = dump.shape.heads(of: kind)
         let headDim = dump.shape.headDim
-        var plans: [[Int]: DCTPlan] = [:]
         var panel: [Float] = []
+        var perFrequency: [Double] = []
         // Valid tokens of each sequence, as its runs; a window is a slice of that concatenation.
         var runsBySequence = [[TokenRun]](repeating: [], count: dump.shape.sequences)
         for run in selected.runs { runsBySequence[run.sequence].append(run) }
         let scratch = ReadScratch()
         var bytes = 0
+        // Windows are visited length by length (every sequence's windows of one length, then the next length), so
+        // that `DCTPlan.cached` makes each length's plan once per layer however many lengths the dump has.
+        let lengths = runsBySequence.map { $0.reduce(0) { $0 + $1.count } }
+        let windows = lengths.map { min(options.dctWindow ?? $0, $0) }
+        var windowLengths = Set<Int>()
+        for (length, window) in zip(lengths, windows) where window > 0 {
+            windowLengths.insert(window)
+            if length % window > 0 { windowLengths.insert(length % window) }
+        }
         for (li, layer) in layers.enumerated() {
             let reader = try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
-            for (sequence, runs) in runsBySequence.enumerated() {
-                let length = runs.reduce(0) { $0 + $1.count }
-                let window = min(options.dctWindow ?? length, length)
-                guard window > 0 else { continue }
-                let headsPerPanel = max(1, min(heads, options.frequencyPanelBytes / max(window * headDim * 4, 1)))
-                var windowStart = 0
-                while windowStart < length {
-                    let n = min(window, length - windowStart)
-                    for h0 in stride(from: 0, to: heads, by: headsPerPanel) {
-                        let headRange = h0..<min(h0 + headsPerPanel, heads)
-                        let count = headRange.count * headDim
-                        if panel.count < n * count { panel = [Float](repeating: 0, count: n * count) }
-                        let key = [n, count]
-                        if plans[key] == nil {
-                            // Measure long transforms on the panel before it is filled (planning overwrites it).
-                            plans[key] =
-                                n >= DCTPlan.measuredLength
-                                ? panel.withUnsafeMutableBufferPointer {
-                                    DCTPlan(length: n, count: count, measuringOn: $0)
+            for n in windowLengths.sorted() {
+                let dct = timings.measure("dct") { DCTPlan.cached(length: n) }
+                for (sequence, runs) in runsBySequence.enumerated() where windows[sequence] > 0 {
+                    let (length, window) = (lengths[sequence], windows[sequence])
+                    // Windows of n tokens in this sequence: its full windows, or its shorter last one.
+                    let full = length / window * window
+                    let starts =
+                        n == window
+                        ? stride(from: 0, to: full, by: window)
+                        : stride(from: full, to: length - full == n ? full + 1 : full, by: 1)
+                    let headsPerPanel = max(1, min(heads, options.frequencyPanelBytes / max(window * headDim * 4, 1)))
+                    for windowStart in starts {
+                        if perFrequency.count < n { perFrequency = [Double](repeating: 0, count: n) }
+                        for k in 0..<n { perFrequency[k] = 0 }
+                        for h0 in stride(from: 0, to: heads, by: headsPerPanel) {
+                            let headRange = h0..<min(h0 + headsPerPanel, heads)
+                            let count = headRange.count * headDim
+                            if panel.count < n * count { panel = [Float](repeating: 0, count: n * count) }
+                            // Copy the window's tokens, which may span several runs of the sequence.
+                            let readStart = DispatchTime.now().uptimeNanoseconds
+                            var offset = 0
+                            var row = 0
+                            let excludedHere = excluded[li][sequence]
+                            for run in runs {
+                                let lo = max(windowStart - offset, 0)
+                                let hi = min(windowStart + n - offset, run.count)
+                                if lo < hi {
+                                    try panel.withUnsafeMutableBufferPointer { out throws(DumpError) in
+                                        try reader.read(
+                                            sequence: sequence, start: run.start + lo, count: hi - lo, heads: headRange,
+                                            into: out, row: row)
+                                        // Rows the block pass excluded are zeroed whole, as in every other statistic.
+                                        guard let excludedHere else { return }
+                                        for position in (run.start + lo)..<(run.start + hi)
+                                        where excludedHere.contains(position) {
+                                            let zeroed = row + position - run.start - lo
+                                            out[(zeroed * count)..<((zeroed + 1) * count)].update(repeating: 0)
+                                        }
+                                    }
+                                    row += hi - lo
                                 }
-                                : DCTPlan(length: n, count: count)
-                        }
-                        let plan = plans[key]!
-                        // Copy the window's tokens, which may span several runs of the sequence.
-                        let readStart = DispatchTime.now().uptimeNanoseconds
-                        var offset = 0
-                        var row = 0
-                        let excludedHere = excluded[li][sequence]
-                        for run in runs {
-                            let lo = max(windowStart - offset, 0)
-                            let hi = min(windowStart + n - offset, run.count)
-                            if lo < hi {
-                                try panel.withUnsafeMutableBufferPointer { out throws(DumpError) in
-                                    try reader.read(
-                                        sequence: sequence, start: run.start + lo, count: hi - lo, heads: headRange,
-                                        into: out, row: row)
-                                }
-                                // Rows the block pass excluded are zeroed whole, as in every other statistic.
-                                for position in (run.start + lo)..<(run.start + hi)
-                                where excludedHere?.contains(position) == true {
-                                    let zeroed = row + position - run.start - lo
-                                    for c in 0..<count { panel[zeroed * count + c] = 0 }
-                                }
-                                row += hi - lo
+                                offset += run.count
                             }
-                            offset += run.count
+                            timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9)
+                            timings.measure("dct") {
+                                panel.withUnsafeBufferPointer { values in
+                                    perFrequency.withUnsafeMutableBufferPointer { energy in
+                                        dct.addEnergies(
+                                            of: UnsafeBufferPointer(rebasing: values[0..<(n * count)]), count: count,
+                                            into: UnsafeMutableBufferPointer(rebasing: energy[0..<n]))
+                                    }
+                                }
+                            }
+                            bytes += n * count * 4
                         }
-                        for i in 0..<(n * count) where !panel[i].isFinite { panel[i] = 0 }
-                        timings.add("read", seconds: Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9)
                         timings.measure("dct") {
-                            panel.withUnsafeMutableBufferPointer { buffer in
-                                let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<(n * count)])
-                                // The DCT is linear: a window beyond float32's safe range for squares is
-                                // rescaled by a power of two and its energies scaled back.
-                                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(UnsafeBufferPointer(view)))
-                                if !scale.isIdentity { scale.apply(UnsafeBufferPointer(view), into: view) }
-                                plan.transform(view, into: view)
+                            perFrequency.withUnsafeBufferPointer { energy in
                                 state.layers[li].modify(FrequencyEnergy.self) {
-                                    $0.fold(
-                                        coefficients: UnsafeBufferPointer(view), length: n, count: count,
-                                        energyScale: scale.undo(power: 2))
+                                    $0.fold(perFrequency: UnsafeBufferPointer(rebasing: energy[0..<n]))
                                 }
                             }
                         }
-                        bytes += n * count * 4
                     }
-                    windowStart += n
                 }
             }
             progress?(

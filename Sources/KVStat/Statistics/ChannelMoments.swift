@@ -1,17 +1,20 @@
 // Per-channel max |x|, mean, RMS and kurtosis, streamed with the pairwise central-moment update, which stays
-// accurate where raw power sums (Σx⁴ − …) cancel catastrophically.
+// accurate where raw power sums (Σx⁴ − …) cancel catastrophically; the block loop is a C kernel (MomentKernels).
 import KVNumerics
 
 /// Per-channel moments of the rows seen: count, max |x|, mean and central moments M2, M3, M4.
 ///
-/// Each block's central moments are computed in two passes over the block (mean, then powers of deviations)
-/// and combined with the running state by the pairwise formulas of Chan et al. / Pébay (2008):
-/// δ = μ_B − μ_A, n = n_A + n_B,
+/// A block is folded by `MomentKernels.channelMoments` (C, vectorised, channel ranges on every core): its
+/// rows in chunks of 256, each chunk's central sums formed in float64 from the exact float64 value of each
+/// float32 x (so fourth powers of any float32, 10⁻¹⁸⁰ … 10¹⁵⁴, stay inside float64's range: no rescaling), the
+/// chunks, then the block, combined with the running state by the pairwise formulas of Chan et al. /
+/// Pébay (2008): δ = μ_B − μ_A, n = n_A + n_B,
 /// M2 = M2_A + M2_B + δ² n_A n_B / n,
 /// M3 = M3_A + M3_B + δ³ n_A n_B (n_A − n_B) / n² + 3δ (n_A M2_B − n_B M2_A) / n,
 /// M4 = M4_A + M4_B + δ⁴ n_A n_B (n_A² − n_A n_B + n_B²) / n³ + 6δ² (n_A² M2_B + n_B² M2_A) / n²
 ///      + 4δ (n_A M3_B − n_B M3_A) / n.
-/// Merge is the same formula. Kurtosis is Pearson's (not excess): n M4 / M2², 3 for a Gaussian.
+/// Merge is the same formula. Kurtosis is Pearson's (not excess): n M4 / M2², 3 for a Gaussian; it agrees with
+/// a two-pass float64 computation on the same float32 values to within 1e-9 relative (tested; typically ~1e-13).
 public struct ChannelMoments: LayerStatistic {
     public internal(set) var count = 0
     public internal(set) var maxAbs: [Float]
@@ -28,66 +31,13 @@ public struct ChannelMoments: LayerStatistic {
 
     public var channels: Int { mean.count }
 
+    /// Adds the block's valid rows (rows in `excludedRows` are zero and do not count).
     public mutating func fold(_ block: TokenBlock) {
-        let n = block.validRows
-        guard n > 0 else { return }
-        let c = channels
-        let excluded = Set(block.excludedRows)
-        // Pass 0: max |x| per channel. Fourth powers would leave float32's range for a channel outside
-        // `PowerOfTwoScale.safeRange`: that channel is rescaled by its own power of two (a channel of ~1 next
-        // to one of ~1e20 keeps its precision) and its moments scaled back in float64 (mean by 2^−e, Mk by 2^−ke).
-        var peak = [Float](repeating: 0, count: c)
-        peak.withUnsafeMutableBufferPointer { p in
-            for r in 0..<block.rows {
-                let row = r * c
-                for j in 0..<c { p[j] = max(p[j], abs(block.values[row + j])) }
-            }
-        }
-        let scales = peak.map { PowerOfTwoScale(maxMagnitude: $0) }
-        let factors = scales.map(\.factor)
-        var blockMean = [Double](repeating: 0, count: c)
-        var sums = [Float](repeating: 0, count: c)
-        // Pass 1: sums of the (rescaled) values, float32 within a block (≤ blockTokens terms). Excluded rows are zero.
-        sums.withUnsafeMutableBufferPointer { s in
-            factors.withUnsafeBufferPointer { f in
-                for r in 0..<block.rows {
-                    let row = r * c
-                    for j in 0..<c { s[j] += block.values[row + j] * f[j] }
-                }
-            }
-        }
-        for j in 0..<c { blockMean[j] = Double(sums[j]) / Double(n) }
-        // Pass 2: central sums of powers around the block mean.
-        var d2 = [Float](repeating: 0, count: c)
-        var d3 = d2
-        var d4 = d2
-        let mu = blockMean.map { Float($0) }
-        mu.withUnsafeBufferPointer { m in
-            factors.withUnsafeBufferPointer { f in
-                d2.withUnsafeMutableBufferPointer { s2 in
-                    d3.withUnsafeMutableBufferPointer { s3 in
-                        d4.withUnsafeMutableBufferPointer { s4 in
-                            for r in 0..<block.rows where excluded.isEmpty || !excluded.contains(r) {
-                                let row = r * c
-                                for j in 0..<c {
-                                    let d = block.values[row + j] * f[j] - m[j]
-                                    let sq = d * d
-                                    s2[j] += sq
-                                    s3[j] += sq * d
-                                    s4[j] += sq * sq
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for j in 0..<c { maxAbs[j] = max(maxAbs[j], peak[j]) }
-        combine(
-            count: n, mean: (0..<c).map { blockMean[$0] * scales[$0].undo(power: 1) },
-            m2: (0..<c).map { Double(d2[$0]) * scales[$0].undo(power: 2) },
-            m3: (0..<c).map { Double(d3[$0]) * scales[$0].undo(power: 3) },
-            m4: (0..<c).map { Double(d4[$0]) * scales[$0].undo(power: 4) })
+        precondition(block.columns == channels)
+        guard block.validRows > 0 else { return }
+        let b = MomentKernels.channelMoments(
+            block.values, rows: block.rows, columns: channels, excludedRows: block.excludedRows, maxAbs: &maxAbs)
+        combine(count: b.count, mean: b.mean, m2: b.m2, m3: b.m3, m4: b.m4)
     }
 
     public mutating func merge(_ other: ChannelMoments) {

@@ -23,23 +23,14 @@ public struct FrequencyEnergy: LayerStatistic, Equatable {
         bins = [Double](repeating: 0, count: FrequencyEnergy.binCount)
     }
 
-    /// Adds one window's coefficients: `coefficients` is row-major `length × count` (row k = frequency k).
-    /// `energyScale` multiplies their squares (4^−e when the window was rescaled by 2^e, `PowerOfTwoScale`).
-    public mutating func fold(
-        coefficients: UnsafeBufferPointer<Float>, length: Int, count: Int, energyScale: Double = 1
-    ) {
-        var perFrequency = [Double](repeating: 0, count: length)
-        for k in 0..<length {
-            var s: Float = 0
-            for c in 0..<count {
-                let y = coefficients[k * count + c]
-                s += y * y
-            }
-            perFrequency[k] = energyScale * Double(s)
-        }
+    /// Adds one window of T = `perFrequency.count` tokens: `perFrequency[k]` is the energy Σ_c ŷ_{k,c}² of DCT
+    /// frequency k summed over the window's channels (what `DCTPlan.addEnergies` gives). Counts one window.
+    public mutating func fold(perFrequency: UnsafeBufferPointer<Double>) {
+        let length = perFrequency.count
+        guard length > 0 else { return }
         for (i, f) in FrequencyEnergy.fractions.enumerated() {
-            let cutoff = Int((f * Double(length)).rounded(.down))
-            low[i] += perFrequency[0..<min(cutoff, length)].reduce(0, +)
+            let cutoff = min(Int((f * Double(length)).rounded(.down)), length)
+            low[i] += UnsafeBufferPointer(rebasing: perFrequency[0..<cutoff]).reduce(0, +)
         }
         for k in 0..<length { bins[k * FrequencyEnergy.binCount / length] += perFrequency[k] }
         total += perFrequency.reduce(0, +)
@@ -75,7 +66,7 @@ extension FrequencyEnergy {
 
     public init(shape: LayerShape) { self.init() }
 
-    /// Blocks mix sequences; the frequency pass folds whole sequence windows with `fold(coefficients:…)`.
+    /// Blocks mix sequences; the frequency pass folds whole sequence windows with `fold(perFrequency:)`.
     public mutating func fold(_ block: TokenBlock, scratch: FoldScratch) {}
 
     public func encode(to group: StateGroup) throws {

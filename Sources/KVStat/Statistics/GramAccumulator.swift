@@ -54,12 +54,11 @@ public struct GramAccumulator: LayerStatistic {
             }
         }
         count += block.validRows
+        // Column sums in float64 (excluded rows are zero and add nothing), channel ranges on every core.
         let columns = channels
         sum.withUnsafeMutableBufferPointer { s in
-            for r in 0..<block.rows {
-                let row = r * columns
-                for c in 0..<columns { s[c] += Double(block.values[row + c]) }
-            }
+            MomentKernels.addColumnSums(
+                block.values, columns: columns, segments: [(0..<block.rows, 0)], absolute: false, into: s)
         }
     }
 

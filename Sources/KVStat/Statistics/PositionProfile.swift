@@ -2,13 +2,16 @@
 // buckets. Sinks and early-token outliers show as a first bucket far above the rest (StreamingLLM, KIVI's
 // "keep the first tokens" rule), and the profile tells how far into the sequence that lasts.
 
+import KVNumerics
+
 /// Per-channel Σ|x| and token counts by position bucket, for the `outliers` section.
 ///
 /// Bucket 0 holds position 0, bucket k ≥ 1 positions [2^(k−1), 2^k) (positions are token indices within each
 /// sequence as stored, padding included in the numbering). Reported per non-empty bucket: its first position,
 /// its token count, mean |x| over its tokens and every channel, and the same per head (mean over the head's
 /// channels). Rows excluded for non-finite values do not count. Sums in float64 of float32 values: exact to
-/// about 2⁻⁵² relative whatever the token count. Merge rule: add counts and sums.
+/// about 2⁻⁵² relative whatever the token count (each bucket's rows of a block are summed by a C kernel,
+/// `MomentKernels.addColumnSums`). Merge rule: add counts and sums.
 public struct PositionProfile: LayerStatistic, Equatable {
     /// Buckets: position 0, then [1, 2), [2, 4), … [2³⁰, 2³¹); later positions fall in the last one.
     public static let bucketCount = 32
@@ -37,21 +40,38 @@ public struct PositionProfile: LayerStatistic, Equatable {
     /// The first position of bucket `k`.
     public static func firstPosition(_ k: Int) -> Int { k == 0 ? 0 : 1 << (k - 1) }
 
+    /// The first position after bucket `k`: 1 for bucket 0, 2^k for bucket k ≥ 1; `Int.max` for the last one.
+    static func bucketEnd(_ k: Int) -> Int { k == 0 ? 1 : (k == bucketCount - 1 ? Int.max : 1 << k) }
+
     public mutating func fold(_ block: TokenBlock, scratch: FoldScratch) {
-        let c = channels
-        let excluded = Set(block.excludedRows)
+        precondition(block.columns == channels)
+        let excluded = block.excludedRows.sorted()
+        // Stretches of consecutive valid rows in one bucket (positions rise along a run): each adds its Σ|x|
+        // per channel to its bucket's sums, in float64 (`MomentKernels.addColumnSums`, channel ranges on every
+        // core).
+        var segments: [(rows: Range<Int>, target: Int)] = []
+        var next = 0  // the first entry of `excluded` not before the current row
         var row = 0
-        absoluteSums.withUnsafeMutableBufferPointer { sums in
-            for run in block.runs {
-                for i in 0..<run.count where excluded.isEmpty || !excluded.contains(row + i) {
-                    let k = Self.bucket(run.start + i)
-                    tokens[k] += 1
-                    let values = (row + i) * c
-                    let target = k * c
-                    for j in 0..<c { sums[target + j] += Double(abs(block.values[values + j])) }
+        for run in block.runs {
+            var i = 0
+            while i < run.count {
+                while next < excluded.count && excluded[next] < row + i { next += 1 }
+                if next < excluded.count && excluded[next] == row + i {
+                    i += 1
+                    continue
                 }
-                row += run.count
+                let k = Self.bucket(run.start + i)
+                var end = min(Self.bucketEnd(k) - run.start, run.count)  // the bucket's rows in this run
+                if next < excluded.count && excluded[next] < row + end { end = excluded[next] - row }
+                segments.append(((row + i)..<(row + end), k * channels))
+                tokens[k] += end - i
+                i = end
             }
+            row += run.count
+        }
+        absoluteSums.withUnsafeMutableBufferPointer { sums in
+            MomentKernels.addColumnSums(
+                block.values, columns: channels, segments: segments, absolute: true, into: sums)
         }
     }
 

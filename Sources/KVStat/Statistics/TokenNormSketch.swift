@@ -8,9 +8,10 @@ import KVNumerics
 /// The histogram has `binsPerOctave` bins per factor of two over norms 2⁻¹⁶⁰ … 2¹⁶⁰ (every norm a float32
 /// row can have), so the median is known to within 2^(1/64) ≈ 1.1 %; it is sparse (only occupied bins are
 /// stored), so its size grows with the spread of the norms, not with the range. The `capacity` largest norms
-/// are kept exactly with their (sequence, token) positions. Norms are formed in float32 from a row rescaled
-/// by a power of two when its squares would leave float32's range (`PowerOfTwoScale`), then scaled back in
-/// float64. Rows that are all zero — including rows excluded for non-finite values — are not counted.
+/// are kept exactly with their (sequence, token) positions. Norms are formed in float64 from the exact squares
+/// of the float32 values (`MomentKernels.rowSumsOfSquares`, row ranges on every core): float32 squares never
+/// leave float64's range, so no row needs rescaling. Rows that are all zero — including rows excluded for
+/// non-finite values — are not counted.
 /// Merge rule: add the histograms and counts, keep the largest `capacity` entries.
 public struct TokenNormSketch: LayerStatistic {
     public struct Entry: Sendable, Codable, Equatable {
@@ -42,29 +43,37 @@ public struct TokenNormSketch: LayerStatistic {
     }
 
     public mutating func fold(_ block: TokenBlock) {
-        let c = block.columns
+        let sumsOfSquares = MomentKernels.rowSumsOfSquares(block.values, rows: block.rows, columns: block.columns)
+        // The block's bins are counted in a dense array over the range they span, then added to the sparse
+        // histogram: one dictionary update per occupied bin rather than per token.
+        var bins = [Int](repeating: -1, count: block.rows)
+        var (low, high) = (Int.max, Int.min)
         var row = 0
         for run in block.runs {
-            for i in 0..<run.count {
-                // Each row rescaled by its own power of two, so a tiny row next to a huge one keeps its norm.
-                let values = UnsafeBufferPointer(rebasing: block.values[((row + i) * c)..<((row + i + 1) * c)])
-                let scale = PowerOfTwoScale(maxMagnitude: BLAS.maxMagnitude(values))
-                let factor = scale.factor
-                var s: Float = 0
-                for x in values {
-                    let y = x * factor
-                    s += y * y
-                }
-                let norm = Double(s).squareRoot() * scale.undo(power: 1)
-                if norm > 0 { add(Entry(sequence: run.sequence, token: run.start + i, norm: norm)) }
+            for i in 0..<run.count where sumsOfSquares[row + i] > 0 {
+                let norm = sumsOfSquares[row + i].squareRoot()
+                let bin = TokenNormSketch.bin(norm)
+                bins[row + i] = bin
+                (low, high) = (min(low, bin), max(high, bin))
+                count += 1
+                keepIfLargest(Entry(sequence: run.sequence, token: run.start + i, norm: norm))
             }
             row += run.count
         }
+        guard low <= high else { return }
+        var counts = [Int](repeating: 0, count: high - low + 1)
+        for bin in bins where bin >= 0 { counts[bin - low] += 1 }
+        for (offset, n) in counts.enumerated() where n > 0 { histogram[low + offset, default: 0] += n }
     }
 
     mutating func add(_ entry: Entry) {
         histogram[TokenNormSketch.bin(entry.norm), default: 0] += 1
         count += 1
+        keepIfLargest(entry)
+    }
+
+    /// Inserts `entry` into `largest` when it is among the `capacity` largest norms seen.
+    private mutating func keepIfLargest(_ entry: Entry) {
         if largest.count < capacity || entry.norm > largest[largest.count - 1].norm {
             let index = largest.firstIndex { $0.norm < entry.norm } ?? largest.count
             largest.insert(entry, at: index)

@@ -3,6 +3,8 @@
 // line saying the numbers (exit 69), instead of dying of an out-of-memory kill hours in, or on a dump whose
 // header declares absurd sizes.
 import Foundation
+import HDF5Kit
+import KVNumerics
 
 /// An estimate of the peak memory of a run, as named parts.
 ///
@@ -21,11 +23,19 @@ import Foundation
 /// - the largest of three stages, one kind at a time:
 ///   - block pass: (kept + 2.5)·4·B·C + 4·C², kept = L with `--all-pairs` (else min(L, 2)) blocks held, one block
 ///     of read scratch (float32 plus raw halves) and one rescaled copy, plus the float32 block product;
-///   - frequency pass: 3.5 × the DCT panel (panel, read scratch, FFTW plan) + 8·window, the panel being
-///     window × ⌈heads fitting `frequency_panel_bytes`⌉ × head_dim × 4;
+///   - frequency pass: 2.5 × the DCT panel (the float32 panel, and the read scratch: float32 plus raw halves)
+///     + 8·window (the window's energies per frequency) + `keptDCTPlans` × `DCTPlan.workspaceBytes(window,
+///     pieces)`, pieces = min(cores, ⌊C_max/16⌋ + 1) (per piece two 16-signal buffers of 4·16·(window + 16)
+///     and 8·window of partial energies, the twiddles, 16·window for FFTW's plan), the panel being
+///     max(H, min(all heads × H, `frequency_panel_bytes`)) with H = window × head_dim × 4 one head of the
+///     longest window (a shorter window packs more heads, up to the budget);
 ///   - eigen stage: 3·8·C² (the Gram, its centred copy, LAPACK's copy) + 16·C·r (r = min(align rank, C)) +
 ///     8·C·r per layer of kept alignment bases when similarity is computed.
 /// - report: 2 KiB per kind, layer and channel (values, JSON and CSV text), 256 bytes per pair.
+/// - readers: the L readers of one kind the block pass holds open, each of which may keep 8 MiB of partly read
+///   chunks while libhdf5 keeps its own 8 MiB chunk cache (`readerCacheBytes`; at most 16·S·C, S the tokens
+///   the tensor stores, padding included), and the read workers' buffers, at most `readWorkerBytes` between
+///   them.
 ///
 /// `kvstat fit-lowrank` (`fit(kinds:…)`),
 /// with G = layers per group (xKV; 1 otherwise), W = G·C, and D the channels of one projection (W, or the
@@ -52,6 +62,25 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     public private(set) var parts: [Part] = []
 
     public init() {}
+
+    /// DCT plans the frequency pass may hold, one per window length (`DCTPlan.cached(length:)`); the pass visits
+    /// windows length by length, so each length is planned once per layer.
+    public static let keptDCTPlans = DCTPlan.cacheCapacity
+
+    /// What one open `TensorReader` may keep between reads: its decoded partly read chunks and libhdf5's
+    /// chunk cache, `HDF5Dataset.chunkCacheBytes` each.
+    public static let readerCacheBytes = 2 * HDF5Dataset.chunkCacheBytes
+
+    /// What the read workers of a chunked read hold at most between them: up to four chunk-sized buffers each
+    /// (stored, decoded, libdeflate's intermediate, a piece), the workers capped so that three stay under
+    /// `TensorReader.largestDirectChunk` (64 MiB).
+    public static let readWorkerBytes = 4 * TensorReader.largestDirectChunk / 3 + (1 << 20)
+
+    /// The DCT plans the frequency pass may hold at once: `keptDCTPlans` × `DCTPlan.workspaceBytes` of the
+    /// longest window for `cores` pieces (saturating).
+    public static func dctPlanBytes(longestWindow: Int, cores: Int) -> Int {
+        Bytes.product(keptDCTPlans, DCTPlan.workspaceBytes(length: longestWindow, pieces: cores))
+    }
 
     /// The estimate: the parts added up (saturating).
     public var total: Int { parts.reduce(0) { Bytes.sum($0, $1.bytes) } }
@@ -117,14 +146,15 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             kinds: kinds, layers: layers, pairs: pairs, tokens: runs.totalTokens, blockRows: rows, keptBlocks: kept,
             sections: options.sections,
             longestWindow: window, frequencyPanelBytes: options.frequencyPanelBytes, alignRank: options.alignRank,
-            headDim: dump.shape.headDim)
+            headDim: dump.shape.headDim, storedTokens: Bytes.product(dump.shape.sequences, dump.shape.maxTokens))
     }
 
     /// `kvstat analyze` from shapes alone (see the type's documentation for the formulas).
     public static func analysis(
         kinds: [KindShape], layers: Int, pairs: Int, tokens: Int, blockRows: Int, keptBlocks: Int,
         sections: Set<AnalysisSection>, longestWindow: Int, frequencyPanelBytes: Int, alignRank: Int,
-        headDim: Int
+        headDim: Int, storedTokens: Int = Int.max,
+        cores: Int = min(ProcessInfo.processInfo.activeProcessorCount, BLAS.threads)
     ) -> MemoryEstimate {
         var e = MemoryEstimate()
         let L = layers
@@ -159,10 +189,15 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
                 blockPass,
                 Bytes.sum(Bytes.product(keptBlocks, block), Bytes.product(5, block) / 2, Bytes.product(4, C, C)))
             if sections.contains(.frequency) && longestWindow > 0 {
+                // A shorter window packs more heads: a panel is at most the budget (or all heads, when they fit
+                // in it), or one head of the longest window when that alone is larger.
                 let perHead = Bytes.product(longestWindow, headDim, 4)
-                let heads = max(1, min(kind.heads, frequencyPanelBytes / max(perHead, 1)))
-                let panel = Bytes.product(perHead, heads)
-                frequency = max(frequency, Bytes.sum(Bytes.product(7, panel) / 2, Bytes.product(8, longestWindow)))
+                let panel = max(perHead, min(Bytes.product(perHead, kind.heads), frequencyPanelBytes))
+                // Pieces beyond a panel's chunks of 16 channels get no workspace; plans serve every kind.
+                let widest = kinds.map(\.channels).max() ?? 0
+                let plans = dctPlanBytes(longestWindow: longestWindow, cores: min(max(cores, 1), widest / 16 + 1))
+                frequency = max(
+                    frequency, Bytes.sum(Bytes.product(5, panel) / 2, Bytes.product(8, longestWindow), plans))
             }
             if sections.contains(.spectra) || similarity {
                 let r = min(max(alignRank, 0), C)
@@ -172,6 +207,11 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             }
         }
         report = Bytes.sum(report, Bytes.product(pairs, 256))
+        // The block pass opens the L readers of one kind at once (the frequency pass one at a time). A reader
+        // caches no more than its tensor: twice its stored tokens × channels × 8 bytes (float64 at most).
+        let widestKind = kinds.map(\.channels).max() ?? 0
+        let perReader = min(readerCacheBytes, Bytes.product(16, storedTokens, widestKind))
+        e.add("readers", Bytes.sum(Bytes.product(L, perReader), readWorkerBytes), hint: "select fewer --layers")
         e.add("Gram matrices", gram, hint: "select fewer --layers")
         e.add("channel moments", moments, hint: "select fewer --layers")
         e.add("token-norm sketches", sketches, hint: "select fewer --layers")
@@ -300,6 +340,15 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             return Bytes.sum(total, Bytes.product(8, C, Bytes.sum(C, 1)) / 2, Bytes.product(8, C))
         }
         e.add("per-layer Grams of the sweep", Bytes.product(sets, layers, perLayer), hint: "select fewer --layers")
+        // pca's whole-layer bases at the widest rung, held from pca's pass until cskv reuses them: 4·C·⌈q·C⌉
+        // per layer and kind, q the ladder's widest keep ratio.
+        let widest = options.ladder.max() ?? 1
+        let bases = kinds.reduce(0) { total, kind in
+            let C = Bytes.product(dump.shape.heads(of: kind), dump.shape.headDim)
+            let rank = Int((widest * Double(C)).rounded(.up))
+            return Bytes.sum(total, Bytes.product(4, C, min(max(rank, 1), C)))
+        }
+        e.add("pca bases kept for cskv", Bytes.product(layers, bases), hint: "select fewer --layers")
         return e
     }
 
