@@ -5,4 +5,5 @@
 #define KVSTAT_CKERNELS_H
 #include "DCTKernels.h"
 #include "MomentKernels.h"
+#include "PairKernels.h"
 #endif

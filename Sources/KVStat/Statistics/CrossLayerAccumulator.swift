@@ -67,23 +67,7 @@ public struct CrossLayerAccumulator: Sendable {
         BLAS.accumulateCrossProduct(
             a, b, rows: rows, aColumns: c, bColumns: c, into: &cross, scratch: &scratch,
             multiplier: multiplier)
-        for r in 0..<rows {
-            var dot: Float = 0
-            var na: Float = 0
-            var nb: Float = 0
-            let row = r * c
-            for j in 0..<c {
-                let x = a[row + j]
-                let y = b[row + j]
-                dot += x * y
-                na += x * x
-                nb += y * y
-            }
-            if na > 0 && nb > 0 {
-                cosineSum += Double(dot) / (Double(na).squareRoot() * Double(nb).squareRoot())
-                cosineCount += 1
-            }
-        }
+        PairKernels.addRowCosines(a, b, rows: rows, columns: c, sum: &cosineSum, count: &cosineCount)
     }
 
     /// Counts the rows excluded in exactly one of the two blocks.
