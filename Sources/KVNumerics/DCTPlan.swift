@@ -50,8 +50,8 @@ import Foundation
 /// length, so it never repays within a run (at N = 32768: ≤ 0.6 s of one core saved for ≥ 1.2 s spent); the
 /// benchmarks' `dct_fftw_floor.c` and `floor.py` measure it. FFTW wisdom kept across runs would recover that
 /// saving only from the second run on, for ≤ 2 % of a full analysis, at the cost of a file written by
-/// concurrent runs into possibly read-only homes: not kept. Lengths with large prime factors are slow in any FFTW plan (N = 32767 = 7·31·151: 0.68 s
-/// per 1024 signals, 17× N = 32768).
+/// concurrent runs into possibly read-only homes: not kept. Lengths with large prime factors are slow in any
+/// FFTW plan (N = 32767 = 7·31·151: 0.68 s per 1024 signals, 17× N = 32768).
 ///
 /// Per 32768 × 1024 panel on one core: gather 0.022 s (memory-bound: 128 MiB read once, rows prefetched),
 /// r2c 0.041 s, energies 0.008 s; the chunk stays in L2 throughout, which is why the whole is about as fast

@@ -21,12 +21,22 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
+/// `HalfFloat.convertBox` on a one-dimensional box: `source` widened element by element into `destination`.
+func widen(
+    _ format: HalfFloat.StoredFormat, _ source: UnsafeBufferPointer<UInt16>,
+    into destination: UnsafeMutableBufferPointer<Float>
+) {
+    HalfFloat.convertBox(
+        format, bigEndian: false, source: UnsafeRawPointer(source.baseAddress!), sourceStrides: [1],
+        destination: destination.baseAddress!, destinationStrides: [1], counts: [source.count])
+}
+
 @Suite struct KVNumericsTests {
     @Test func halfConversionIsExactForEveryBitPattern() {
         let patterns = (0...UInt16.max).map { $0 }
         var converted = [Float](repeating: 0, count: patterns.count)
         patterns.withUnsafeBufferPointer { source in
-            converted.withUnsafeMutableBufferPointer { HalfFloat.halfToFloat(source, $0) }
+            converted.withUnsafeMutableBufferPointer { widen(.float16, source, into: $0) }
         }
         var mismatches = 0
         for (bits, value) in zip(patterns, converted) {
@@ -41,7 +51,7 @@ struct SplitMix64: RandomNumberGenerator {
         let bits = values.map { UInt16($0.bitPattern >> 16) }
         var converted = [Float](repeating: 0, count: values.count)
         bits.withUnsafeBufferPointer { source in
-            converted.withUnsafeMutableBufferPointer { HalfFloat.bfloat16ToFloat(source, $0) }
+            converted.withUnsafeMutableBufferPointer { widen(.bfloat16, source, into: $0) }
         }
         #expect(converted.map(\.bitPattern) == values.map { $0.bitPattern & 0xFFFF_0000 })
     }
