@@ -49,7 +49,7 @@ let package = Package(
             dependencies: ["HDF5Kit", "KVNumerics", "FileDigest", .product(name: "Yams", package: "Yams")],
             exclude: [
                 "Dump/README.md", "Statistics/README.md", "State/README.md", "LowRank/README.md",
-                "Output/README.md", "Support/README.md",
+                "Output/README.md", "Support/README.md", "Compress/README.md",
             ]),
         .target(name: "KVReport", dependencies: ["KVStat"]),
         .target(name: "KVBatch", dependencies: ["KVStat", "KVReport", "FileDigest", "CSQLite"]),

@@ -14,5 +14,7 @@ if [[ -z $browser ]]; then
 fi
 args=(--headless --no-sandbox --disable-gpu --hide-scrollbars --mute-audio --no-first-run --disable-dev-shm-usage)
 timeout 120 "$browser" "${args[@]}" --window-size="$width,$height" --screenshot="$png" "file://$html" >/dev/null 2>&1
-timeout 120 "$browser" "${args[@]}" --dump-dom "file://$html" >"$png.dom.html" 2>/dev/null
+# The same window size as the picture, so the dumped layout (and any script's measurements) match it.
+timeout 120 "$browser" "${args[@]}" --window-size="$width,$height" --dump-dom "file://$html" \
+  >"$png.dom.html" 2>/dev/null
 [[ -s $png && -s $png.dom.html ]]

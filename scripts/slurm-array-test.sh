@@ -101,6 +101,6 @@ elif [[ $status -ne 0 ]]; then
     fail "the array failed (sbatch exit $status)"
 fi
 ls "$work"/out
-"$kvstat" merge "$work"/out/shard-*/corpus/state.h5 -o "$work/array-corpus" --quiet || fail "kvstat merge failed"
+"$kvstat" merge "$work"/out/shard-*/corpus -o "$work/array-corpus" --quiet || fail "kvstat merge failed"
 "$kvstat" batch "$inputs" -o "$work/single" --quiet || fail "the single-machine batch failed"
 echo "slurm test: 4-task array and single-machine batch done"

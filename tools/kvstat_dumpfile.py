@@ -87,15 +87,20 @@ def _check_inputs(layers, attention_mask, attrs, dtype):
     return lengths.astype(np.int64)
 
 
-def write_canonical_dump(path, layers, attention_mask, attrs, dtype):
+def write_canonical_dump(path, layers, attention_mask, attrs, dtype, layer_numbers=None):
     """Write a kvstat.dump/1 file.
 
     layers: one dict per layer, kind -> float array [batch, heads, tokens, head_dim]
+    layer_numbers: the group name of each layer (/layers/{n}), increasing; default 0, 1, 2, ... (a dump of
+        some of a model's layers keeps their real numbers, which kvstat reports)
     attention_mask: [batch, tokens], 1 for real tokens, right-padded
     attrs: extra root attributes (strings: model, revision, text_source, ...)
     dtype: storage dtype, "float16", "bfloat16" or "float32"
     """
     lengths = _check_inputs(layers, attention_mask, attrs, dtype)
+    numbers = list(range(len(layers))) if layer_numbers is None else [int(n) for n in layer_numbers]
+    if len(numbers) != len(layers) or any(n < 0 for n in numbers) or numbers != sorted(set(numbers)):
+        raise ValueError(f"layer_numbers must be {len(layers)} increasing numbers >= 0, got {layer_numbers}")
     with h5py.File(path, "w") as f:
         f.attrs["kvstat_format"] = FORMAT
         f.attrs["dtype"] = dtype
@@ -103,7 +108,7 @@ def write_canonical_dump(path, layers, attention_mask, attrs, dtype):
             f.attrs[name] = str(value)  # str() also unwraps str subclasses h5py rejects
         f.create_dataset("attention_mask", data=np.asarray(attention_mask, dtype=np.uint8))
         f.create_dataset("lengths", data=lengths)
-        for i, layer in enumerate(layers):
+        for i, layer in zip(numbers, layers):
             group = f.create_group(f"layers/{i}")
             for kind, array in layer.items():
                 _, heads, tokens, head_dim = np.shape(array)

@@ -124,6 +124,17 @@ def test_rejects_malformed_input(tmp_path, breakage, message):
         write_canonical_dump(tmp_path / "bad.h5", layers, mask, attrs, "float16")
 
 
+def test_layer_numbers_name_the_groups(tmp_path):
+    layers, mask = sample()
+    write_canonical_dump(tmp_path / "some.h5", layers, mask, {}, "float16", layer_numbers=(3, 27))
+    with h5py.File(tmp_path / "some.h5", "r") as f:
+        assert sorted(f["layers"], key=int) == ["3", "27"]
+        np.testing.assert_array_equal(f["layers/27/value"][()], layers[1]["value"].astype(np.float16))
+    for bad in ((3,), (5, 5), (7, 2), (-1, 4)):
+        with pytest.raises(ValueError, match="layer_numbers"):
+            write_canonical_dump(tmp_path / "bad.h5", layers, mask, {}, "float16", layer_numbers=bad)
+
+
 def test_rejects_float16_overflow(tmp_path):
     layers, mask = sample()
     layers[0]["key"][0, 0, 0, 0] = 1e5

@@ -24,6 +24,17 @@ static inline hid_t kv_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t kv_h5t_native_uint16(void) { return H5T_NATIVE_UINT16; }
 static inline hid_t kv_h5t_c_s1(void) { return H5T_C_S1; }
 static inline hid_t kv_h5t_ieee_f32le(void) { return H5T_IEEE_F32LE; }
+static inline hid_t kv_h5t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
+/// The little-endian standard integer type of `bits` (8, 16, 32, 64) bits, signed or not; -1 for other widths.
+static inline hid_t kv_h5t_std_integer_le(int bits, int is_signed) {
+    switch (bits) {
+    case 8: return is_signed ? H5T_STD_I8LE : H5T_STD_U8LE;
+    case 16: return is_signed ? H5T_STD_I16LE : H5T_STD_U16LE;
+    case 32: return is_signed ? H5T_STD_I32LE : H5T_STD_U32LE;
+    case 64: return is_signed ? H5T_STD_I64LE : H5T_STD_U64LE;
+    default: return -1;
+    }
+}
 static inline hid_t kv_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline hid_t kv_h5p_dataset_access(void) { return H5P_DATASET_ACCESS; }
 static inline hid_t kv_h5p_file_access(void) { return H5P_FILE_ACCESS; }

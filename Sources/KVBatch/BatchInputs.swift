@@ -1,13 +1,15 @@
 // Turns batch inputs — files, folders (recursive), globs, manifest files (one path per line) — into the
-// sorted list of dump paths, and picks one shard of it for `--shard i/n`. What kvstat wrote is never an
-// input: the batch's own OUT, any folder marked as kvstat output (`.kvstat`), batch ledgers and state files
-// are left out of folders and globs (and counted), and a file named explicitly inside OUT is refused.
+// sorted list of dump paths, and picks one shard of it for `--shard i/n`. A dump is an HDF5 file, a
+// `.safetensors` file, or a folder of vLLM KV-connector files (one `.safetensors` per layer holding `kv_cache`),
+// which is one dump however many files it has. What kvstat wrote is never an input: the batch's own OUT, any
+// folder marked as kvstat output (`.kvstat`), batch ledgers, state files and fit projections are left out of
+// folders and globs (and counted), and a file named explicitly inside OUT is refused.
 import Foundation
 import KVStat
 
 public enum BatchInputs {
     /// File name extensions taken from folders.
-    static let dumpExtensions: Set<String> = ["h5", "hdf5", "he5"]
+    static let dumpExtensions: Set<String> = ["h5", "hdf5", "he5", "safetensors"]
 
     /// The result of expanding the inputs.
     public struct Expansion: Sendable, Equatable {
@@ -43,7 +45,11 @@ public enum BatchInputs {
         mutating func expand(_ input: String, depth: Int, explicit: Bool) -> [String] {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory) {
-                if isDirectory.boolValue { return folder(input) }
+                if isDirectory.boolValue {
+                    // A vLLM request folder named explicitly (or by a glob) is one dump.
+                    if BatchInputs.isLayerFileFolder(input) { return file(input, explicit: explicit) }
+                    return folder(input)
+                }
                 if depth == 0, isManifest(input) { return manifest(input, depth: depth) }
                 return file(input, explicit: explicit)
             }
@@ -90,6 +96,9 @@ public enum BatchInputs {
                     if (output.map { identity.isInside($0) } ?? false) || BatchInputs.isKVStatFolder(url.path) {
                         walker.skipDescendants()
                         countIgnored(below: url.path)
+                    } else if BatchInputs.isLayerFileFolder(url.path) {
+                        walker.skipDescendants()
+                        files.append(standardized(url.path))
                     }
                     continue
                 }
@@ -141,10 +150,62 @@ public enum BatchInputs {
     }
 
     /// Whether `path` is a file kvstat wrote that is never a dump: a batch ledger, a state file or a fit's
-    /// projections.h5.
+    /// projections.h5 or projections.safetensors.
     static func isKVStatOwn(_ path: String) -> Bool {
         (path as NSString).lastPathComponent.hasPrefix("ledger.sqlite") || KVStatFiles.isStateFile(path)
-            || KVStatFiles.isFitArtifact(path)
+            || KVStatFiles.isFitArtifact(path) || isFitSafetensors(path)
+    }
+
+    /// Whether `path` is a fit's projections.safetensors: a `.safetensors` file whose header metadata says
+    /// `format` = `kvstat.fit/…` (read from the parsed header: the writer escapes the slash in its JSON).
+    static func isFitSafetensors(_ path: String) -> Bool {
+        guard path.lowercased().hasSuffix(".safetensors") else { return false }
+        return Dump.safetensorsMetadata(at: path)?["format"]?.hasPrefix("kvstat.fit/") ?? false
+    }
+
+    /// Whether `directory` is a vLLM KV-connector request folder, one dump of per-layer files: its first
+    /// `.safetensors` file (byte order of names) holds a tensor named `kv_cache`. Other folders of safetensors
+    /// files are walked file by file (each file a dump); `kvstat analyze FOLDER` reads any folder as one dump.
+    static func isLayerFileFolder(_ directory: String) -> Bool {
+        guard let first = (try? Dump.sourceFiles(at: directory))?.first else { return false }
+        return Dump.safetensorsTensorNames(at: first)?.contains("kv_cache") ?? false
+    }
+
+    /// What the content id of the dump at `path` covers: its files (the file itself, or a folder dump's
+    /// `.safetensors` files in name order, hashed one after another), their total size, and a modification
+    /// time in nanoseconds (the newest of the files' and, for a folder, the folder's own, which changes when a
+    /// file is added, removed or renamed) for the ledger's cache of ids. A failure message when it has none.
+    public static func contents(_ path: String) -> Result<(files: [String], bytes: Int, modified: Int), BatchFailure> {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            return .failure(BatchFailure("no such file, or it is not readable"))
+        }
+        var files = [path]
+        if isDirectory.boolValue {
+            do throws(DumpError) {
+                files = try Dump.sourceFiles(at: path)
+            } catch {
+                return .failure(BatchFailure(error.message))
+            }
+        }
+        var bytes = 0
+        var modified = 0
+        for file in files + (isDirectory.boolValue ? [path] : []) {
+            // stat(2) follows links, as reading does (a hub snapshot's layer files are links into blobs/).
+            var status = stat()
+            guard stat(file, &status) == 0 else {
+                return .failure(BatchFailure("\(file): no such file, or it is not readable"))
+            }
+            if file != path || !isDirectory.boolValue {
+                // Hashing a FIFO or a device would block or never end.
+                guard status.st_mode & S_IFMT == S_IFREG else {
+                    return .failure(BatchFailure("is not a regular file (a folder, FIFO, device or socket)"))
+                }
+                bytes += Int(status.st_size)
+            }
+            modified = max(modified, Int(status.st_mtim.tv_sec) * 1_000_000_000 + Int(status.st_mtim.tv_nsec))
+        }
+        return .success((files, bytes, modified))
     }
 
     /// Whether `directory` is kvstat output: it holds the `.kvstat` marker, or a batch ledger (a batch OUT

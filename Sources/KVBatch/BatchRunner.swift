@@ -38,7 +38,11 @@ public struct BatchSummary: Sendable {
     public var tokens = 0
     public var bytesRead = 0
     public var seconds = 0.0
+    /// Dumps in the corpora, all models together.
     public var corpusDumps = 0
+    /// Each corpus written: its folder (OUT/corpus, or OUT/corpus/<model> when there are several models), its
+    /// dumps, and how many dumps each tensor kind holds.
+    public var corpora: [(folder: String, dumps: Int, dumpsPerKind: [String: Int])] = []
     /// Finished dumps that could not join the corpus, and a corpus fit that failed, one sentence each.
     public var corpusNotes: [String] = []
     /// The corpus state that exists but could not be loaded (the corpus was left as it was).
@@ -165,9 +169,16 @@ public final class BatchRunner {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.contains(".tmp-") {
             try? FileManager.default.removeItem(atPath: out + "/" + name)
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: out + "/corpus")) ?? []
-        where name.contains(".tmp") {
-            try? FileManager.default.removeItem(atPath: out + "/corpus/" + name)
+        // In OUT/corpus and in its per-model subfolders (CorpusUpdater).
+        let corpusFolders =
+            [out + "/corpus"]
+            + ((try? FileManager.default.contentsOfDirectory(atPath: out + "/corpus")) ?? [])
+            .filter { ModelSignature(name: $0) != nil }.map { out + "/corpus/" + $0 }
+        for folder in corpusFolders {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            for name in names where name.contains(".tmp") {
+                try? FileManager.default.removeItem(atPath: folder + "/" + name)
+            }
         }
         do {
             try ledger.resetRunning()
@@ -181,23 +192,23 @@ public final class BatchRunner {
         } catch { throw BatchError("\(error)") }
     }
 
-    /// The content id of a dump: the first 16 hex digits of its SHA-256, cached by (path, size, mtime). A file
-    /// that cannot be read fails alone; a ledger that cannot be read or written stops the batch (`BatchError`).
+    /// The content id of a dump: the first 16 hex digits of its SHA-256 (a folder dump's: of its files' bytes
+    /// in name order, `BatchInputs.contents`), cached by (path, size, mtime). A dump that cannot be read fails
+    /// alone; a ledger that cannot be read or written stops the batch (`BatchError`).
     func identify(_ path: String, ledger: Ledger) throws -> Result<(String, Int), BatchFailure> {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
-        else { return .failure(BatchFailure("no such file, or it is not readable")) }
-        // Hashing a FIFO or a device would block or never end.
-        guard attributes[.type] as? FileAttributeType == .typeRegular else {
-            return .failure(BatchFailure("is not a regular file (a folder, FIFO, device or socket)"))
+        let files: [String]
+        let size: Int
+        let mtime: Int
+        switch BatchInputs.contents(path) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let found): (files, size, mtime) = found
         }
-        let mtime = Int(modified.timeIntervalSince1970 * 1e9)
         let cached: String?
         do { cached = try ledger.cachedID(path: path, size: size, mtimeNanoseconds: mtime) } catch {
             throw BatchError("\(error)")
         }
         if let cached { return .success((cached, size)) }
-        guard let digest = try? SHA256.hex(ofFileAt: path) else {
+        guard let digest = try? SHA256.hex(ofFilesAt: files) else {
             return .failure(BatchFailure("cannot read the file to hash it"))
         }
         let id = String(digest.prefix(16))

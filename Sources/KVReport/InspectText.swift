@@ -36,6 +36,7 @@ public enum InspectText {
             }
         ).sorted()
         lines.append(("storage", storage.joined(separator: "; ")))
+        for note in s.ignored ?? [] { lines.append(("not read", note)) }
         for key in s.attributes.keys.sorted() { lines.append(("attr \(key)", s.attributes[key]!)) }
         if let scan {
             lines.append(("values read", "\(scan.values)"))

@@ -69,6 +69,9 @@ public enum ReportHTML {
         var cumulative: [String] = []
         var heatmaps: [String] = []
         let legend = m.report.layers.count <= 14
+        // Deeper dumps: a colour bar from the first to the last analysed layer instead of one entry per layer.
+        let numbers = m.report.layerNumbers
+        let bar = legend ? nil : numbers.first.map { (ColorMap.viridis, "layer \($0)", "layer \(numbers.last ?? $0)") }
         for spectra in m.spectra {
             let kind = spectra.kind
             var chart = LineChart(
@@ -76,13 +79,18 @@ public enum ReportHTML {
                 series: spectra.singularValues.map(layerSeries))
             chart.logY = true
             chart.legend = legend
+            chart.colorBar = bar
             charts.append(chart.render())
             var cum = LineChart(
                 title: "\(kind.plural): cumulative energy", xLabel: "rank ÷ channels",
                 yLabel: "energy fraction", series: spectra.cumulativeEnergy.map(layerSeries))
             cum.references = Spectrum.energyLevels.map { ($0, LevelLabel.percent($0)) }
-            cum.yDomain = 0...1
+            // From the lowest drawn fraction (rounded down to a tenth) to 1: spectra whose first component holds
+            // most of the energy would otherwise leave the chart mostly empty.
+            let lowest = spectra.cumulativeEnergy.flatMap { $0.points.map(\.y) }.filter(\.isFinite).min() ?? 0
+            cum.yDomain = min(max((lowest * 10).rounded(.down) / 10, 0), 0.9)...1
             cum.legend = legend
+            cum.colorBar = bar
             cumulative.append(cum.render())
             if let ranks = spectra.headRanks {
                 let title = "\(kind.plural): effective rank at \(LevelLabel.percent(Findings.energyLevel)) per head"
@@ -99,13 +107,20 @@ public enum ReportHTML {
     }
 
     static func similaritySection(_ m: ReportModel) -> String {
-        let blocks = m.similarity.map { series -> String in
+        // Against depth: one chart per measure, a series per kind; then each kind's --all-pairs heatmaps.
+        let charts = m.depthSimilarity.map { d -> String in
             var chart = LineChart(
-                title: "\(series.kind.plural): layer l with the next analysed layer",
-                xLabel: "layer l", yLabel: "similarity", series: series.adjacent.map(categorical))
-            chart.yDomain = series.yDomain
-            var maps = [chart.render()]
-            for matrix in series.matrices {
+                title: "Adjacent layers: \(d.name)", xLabel: "layer l (pair l → next analysed layer)",
+                yLabel: d.measure == .cka ? "CKA" : d.measure == .cosine ? "cosine" : "alignment",
+                series: d.series.map(categorical))
+            chart.yDomain = d.yDomain
+            chart.integerX = true
+            chart.width = 380
+            chart.height = 260
+            return chart.render()
+        }
+        let maps = m.similarity.flatMap { series in
+            series.matrices.map { matrix -> String in
                 let name = matrix.measure.name(alignRank: m.report.options.alignRank)
                 var h = Heatmap(
                     title: "\(series.kind.plural): \(name)", values: matrix.data.values, rowLabel: "layer",
@@ -114,16 +129,17 @@ public enum ReportHTML {
                 h.rowNames = matrix.data.rowNames
                 h.columnNames = matrix.data.columnNames
                 h.maxWidth = 380
-                maps.append(h.render())
+                return h.render()
             }
-            return row(maps)
         }
+        let blocks = row(charts) + extremesTable(m.depthSimilarity) + (maps.isEmpty ? "" : row(maps))
         let limit = SimilaritySeries.heatmapLayerLimit
         let share = "could share a cache (MiniCache) or a subspace (xKV)."
         var text =
             !m.allPairs
-            ? "Adjacent layer pairs (--all-pairs computes every pair). High values mean neighbouring layers \(share)"
-            : "Every layer pair"
+            ? "Adjacent layer pairs against depth (--all-pairs computes every pair and adds heatmaps). High values "
+                + "mean neighbouring layers \(share)"
+            : "Every layer pair: the charts show adjacent pairs against depth, the heatmaps every pair"
                 + (m.similarityHeatmaps
                     ? ""
                     : " (heatmaps are drawn up to \(limit) layers; similarity.csv has every pair)")
@@ -134,7 +150,24 @@ public enum ReportHTML {
                 " \(undefined) pair(s) have an undefined measure (a layer without spread or without non-zero rows):"
                 + " not drawn."
         }
-        return section("similarity", "3. Cross-layer similarity", note(text) + blocks.joined())
+        return section("similarity", "3. Cross-layer similarity", note(text) + blocks)
+    }
+
+    /// Per measure and kind: the least and most similar adjacent pair and the median (empty without pairs).
+    static func extremesTable(_ measures: [DepthSimilarity]) -> String {
+        let rows = measures.flatMap { d in
+            d.extremes.map { e in
+                let cells = [
+                    escapeXML(d.name), e.kind.plural, e.lowest.pair, ChartFormat.number(e.lowest.value),
+                    ChartFormat.number(e.median), e.highest.pair, ChartFormat.number(e.highest.value),
+                ]
+                return "<tr>" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
+            }
+        }
+        guard !rows.isEmpty else { return "" }
+        let header = ["measure", "kind", "least similar pair", "value", "median", "most similar pair", "value"]
+            .map { "<th>\($0)</th>" }.joined()
+        return "<h3>Adjacent pairs: extremes</h3><table><tr>\(header)</tr>\(rows.joined())</table>"
     }
 
     static func outliersSection(_ m: ReportModel) -> String {
@@ -168,12 +201,14 @@ public enum ReportHTML {
             sinkRows.isEmpty
             ? "<p class=\"note\">"
                 + (o.sinksJudged
-                    ? "No token's norm exceeds \(factor) × the median."
-                    : "No token has a non-zero norm: sinks cannot be judged.") + "</p>"
-            : "<h3>Sink tokens (norm > \(factor) × median; "
+                    ? "No token's norm exceeds \(factor) × the median (large-norm tokens; attention-mass sinks "
+                        + "below)."
+                    : "No token has a non-zero norm: large-norm tokens cannot be judged.") + "</p>"
+            : "<h3>Large-norm tokens (norm > \(factor) × median; "
                 + "up to \(OutlierSeries.sinksPerLayer) per layer and kind)</h3>"
                 + "<table><tr>\(header)</tr>\(sinkRows.joined())</table>"
-        return section("outliers", "4. Outliers", row(maps) + row([chart.render()]) + sinks)
+        let attention = SinkFindings(m.report).html  // the sinks subsection: which criterion finds what
+        return section("outliers", "4. Outliers", row(maps) + row([chart.render()]) + sinks + attention)
     }
 
     static func frequencySection(_ m: ReportModel) -> String {
@@ -182,6 +217,7 @@ public enum ReportHTML {
                 title: "\(k.kind.plural): energy in the lowest frequencies", xLabel: "layer",
                 yLabel: "energy fraction", series: k.lowEnergy.map(categorical))
             chart.yDomain = 0...1
+            chart.integerX = true
             return chart.render()
         }
         var spectrum = LineChart(
@@ -234,7 +270,34 @@ public enum ReportHTML {
             "method", "memory ÷ original", "compression", "fit error", "held-out error",
             "attention output error",
         ].map { "<th>\($0)</th>" }.joined()
-        return section("fits", "6. Low-rank fits", "\n<table><tr>\(header)</tr>\(table)</table>\n" + row(parts))
+        return section(
+            "fits", "6. Low-rank fits",
+            "\n<table><tr>\(header)</tr>\(table)</table>\n" + nullTable(fits) + row(parts))
+    }
+
+    /// xKV's shuffled-token control: per group and kind, the grouped, null and per-layer errors at equal memory
+    /// and the two gains (empty without xKV fits).
+    static func nullTable(_ fits: [FitReport]) -> String {
+        let controls = fits.flatMap { $0.xkvNull ?? [] }
+        guard !controls.isEmpty else { return "" }
+        let header = [
+            "kind", "layers", "rank (per layer)", "grouped error", "null error", "per-layer error", "real gain",
+            "accounting gain",
+        ].map { "<th>\($0)</th>" }.joined()
+        let rows = controls.map { c in
+            let cells = [
+                escapeXML(c.kind), IndexList.text(c.layers), "\(c.rank) (\(c.perLayerRank))", optional(c.groupedError),
+                optional(c.nullError), optional(c.perLayerError), optional(c.realGain), optional(c.accountingGain),
+            ]
+            return "<tr>" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
+        }.joined()
+        let text = note(
+            "Is xKV's cross-layer gain real? The null refits each group after shuffling the token rows of every "
+                + "layer but the first (seeded; each layer keeps its own spectrum, only the alignment of tokens "
+                + "across layers is lost). Real gain = null − grouped error; accounting gain = per-layer − null "
+                + "error, what sharing the same memory among the group's layers buys with no alignment at all. "
+                + "Errors pooled over each group's layers, on the fit tokens.")
+        return text + "\n<table><tr>\(header)</tr>\(rows)</table>\n"
     }
 
     // MARK: helpers

@@ -3,7 +3,7 @@ import Foundation
 import KVStat
 
 public enum StatsCSV {
-    /// File name → contents: layers.csv, spectra.csv, similarity.csv, channels.csv, frequency.csv.
+    /// File name → contents: layers.csv, spectra.csv, similarity.csv, channels.csv, frequency.csv, sinks.csv.
     public static func tables(_ r: StatsReport) -> [String: String] {
         // effective_rank_90 … per level of Spectrum.energyLevels, low_energy_0.0625 … per FrequencyEnergy.fractions.
         let rankColumns = Spectrum.energyLevels.map { "effective_rank_" + String(format: "%g", $0 * 100) }
@@ -75,6 +75,7 @@ public enum StatsCSV {
             "channels.csv": channels.joined(separator: "\n") + "\n",
             "frequency.csv": frequency.joined(separator: "\n") + "\n",
             "similarity.csv": similarity.joined(separator: "\n") + "\n",
+            "sinks.csv": SinkFindings(r).csv,
         ]
     }
 

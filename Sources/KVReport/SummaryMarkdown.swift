@@ -17,16 +17,24 @@ public enum SummaryMarkdown {
         out.append("")
         let model = d.attributes["model"].map { "\($0), " } ?? ""
         let queries = d.queryHeads.map { " (\($0) query heads)" } ?? ""
-        let merged = r.sources.count > 1 ? "; merged from \(r.sources.count) states" : ""
+        // A merge (a batch corpus) says how many dumps each kind holds: dumps with and without queries merge.
+        let perKind = (r.dumpsPerKind ?? [:]).sorted { ($0.key.kindOrder, $0.key) < ($1.key.kindOrder, $1.key) }
+            .enumerated().map { i, k in
+                let noun = i > 0 ? "" : k.value == 1 ? " dump" : " dumps"
+                return "\(TensorKind(rawValue: k.key)?.plural ?? k.key) from \(k.value)\(noun)"
+            }
+        let counts = perKind.isEmpty ? "" : " (\(perKind.joined(separator: ", ")))"
+        let merged = r.sources.count > 1 ? "; merged from \(r.sources.count) states\(counts)" : ""
         out.append(
             "\(model)\(d.layers) layers, \(d.kvHeads) kv heads\(queries) × head_dim \(d.headDim), "
                 + "\(d.tokens) tokens in \(d.sequences) sequence\(d.sequences == 1 ? "" : "s"), \(d.dtype)\(merged).")
         out.append("")
         out.append("## Findings")
         out += m.findings.sentences.map { "- " + $0 }
+        out += ["", "## Sinks", ""] + SinkFindings(r).sentences.map { "- " + $0 }
         let rankHeads = LayerTable.energyLevels.map { "rank \(LevelLabel.percent($0))" }
         let lowHead = "low-freq energy (\(LevelLabel.fraction(Findings.lowFrequencyFraction)))"
-        let header = ["layer"] + rankHeads + ["stable rank", "outlier channels", "sinks", lowHead]
+        let header = ["layer"] + rankHeads + ["stable rank", "outlier channels", "large-norm tokens", lowHead]
         for table in m.layerTables {
             out.append("")
             out.append("## \(table.kind.plural)")
@@ -68,4 +76,11 @@ public enum SummaryMarkdown {
     /// A table cell: the text, or "—" where the value is undefined or not computed (null in stats.json).
     static func cell(_ text: String?) -> String { text ?? "—" }
     static func fixed(_ x: Double, _ digits: Int) -> String { Findings.fixed(x, digits) }
+}
+
+extension String {
+    /// A kind name's place in `TensorKind.allCases` (names kvstat does not know last).
+    fileprivate var kindOrder: Int {
+        TensorKind.allCases.firstIndex { $0.rawValue == self } ?? TensorKind.allCases.count
+    }
 }

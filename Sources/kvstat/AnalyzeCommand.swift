@@ -11,7 +11,7 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Compute spectra, cross-layer similarity, outliers and DCT energy of a dump (one streaming pass).",
         discussion:
             "Writes stats.json (schema kvstat.stats/2), layers.csv, spectra.csv, similarity.csv, channels.csv, "
-            + "frequency.csv, summary.md and report.html. Definitions: docs/statistics.md."
+            + "frequency.csv, sinks.csv, summary.md and report.html. Definitions: docs/statistics.md."
     )
 
     @OptionGroup var options: DumpOptions
@@ -31,19 +31,19 @@ struct AnalyzeCommand: ParsableCommand {
         ))
     var layers: String?
 
-    @Option(
-        help: ArgumentHelp(
-            "Sequences (batch rows) to analyse, e.g. 0-3 (default: all; each must exist).", valueName: "list"))
-    var sequences: String?
-
-    @Option(
-        help: ArgumentHelp(
-            "Token positions to analyse in every sequence, START:END (end exclusive; either may be omitted).",
-            valueName: "range"))
-    var tokens: String?
+    /// `--sequences`, `--tokens` (shared with fit-lowrank and eval).
+    @OptionGroup var selection: TokenSelectionOptions
 
     @Option(help: ArgumentHelp("Also save the accumulators (HDF5) for `kvstat merge`.", valueName: "file"))
     var saveState: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --save-state: also save the Gram of each group of G ≥ 2 consecutive analysed layers (keys, values, "
+                + "pre-RoPE keys), so that fit-lowrank STATE --method xkv --group-size G works (memory: per group "
+                + "(G × channels)² × 4 bytes).",
+            valueName: "G"))
+    var xkvGroups: Int?
 
     @Flag(help: "Column-centre each layer's matrix before the SVD (spectra and subspace alignment).")
     var center = false
@@ -59,6 +59,18 @@ struct AnalyzeCommand: ParsableCommand {
         help: ArgumentHelp(
             "DCT window in tokens, ≥ 2, clipped to each sequence (default: each sequence whole).", valueName: "n"))
     var dctWindow: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "Query positions per sequence, 0…1000000, sampled for the attention-mass sinks (dumps with queries; "
+                + "positions ≥ 16 when the sequence has them; 0: none).",
+            valueName: "n"))
+    var sinkQueries = 64
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Causal mask for the attention-mass sinks (keys after a query are masked); --no-causal for encoders.")
+    var causal = true
 
     @Flag(
         help:
@@ -88,7 +100,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(
         help:
             ArgumentHelp(
-                "Print wall time per stage (read, gram, cross, outliers, dct, eigen, pairs) on stderr, "
+                "Print wall time per stage (read, gram, cross, outliers, sinks, dct, eigen, pairs) on stderr, "
                     + "with GFLOP/s for "
                     + "the BLAS stages.")
     )
@@ -104,12 +116,12 @@ struct AnalyzeCommand: ParsableCommand {
     func validate() throws {
         try OptionBounds.check(alignRank, "--align-rank", in: 1...Int.max)
         try OptionBounds.check(outlierFactor, "--outlier-factor", above: 0)
+        try OptionBounds.check(sinkQueries, "--sink-queries", in: 0...1_000_000)
         if let dctWindow { try OptionBounds.check(dctWindow, "--dct-window", in: 2...Int.max) }
         if let threads { try OptionBounds.check(threads, "--threads", in: 1...1024) }
+        if let xkvGroups { try OptionBounds.check(xkvGroups, "--xkv-groups", in: 2...XKVGrouping.maxGroupSize) }
         _ = try parsedSections()
         if let layers { _ = try LayerList.parse(layers) }
-        if let sequences { _ = try LayerList.parse(sequences, option: "--sequences") }
-        if let tokens { _ = try TokenRangeOption.parse(tokens) }
     }
 
     func parsedSections() throws -> Set<AnalysisSection> {
@@ -128,9 +140,14 @@ struct AnalyzeCommand: ParsableCommand {
     func run() throws {
         if let threads { BLAS.setThreads(threads) }
         try reportingErrors(json: logJSON) {
+            // Checked here, not in validate(): batch parses its --analyze-arg list alone, without its --save-state.
+            guard xkvGroups == nil || saveState != nil else {
+                throw DumpError(
+                    .usage, "--xkv-groups saves group Grams into the state file: give --save-state FILE with it")
+            }
             let directory =
                 output
-                ?? "kvstat-out/" + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent
+                ?? "kvstat-out/" + options.stem
             let markFolder = try checkOutputs(directory)  // exit 73 before any work
             let dump = try options.open()
             var analysis = AnalysisOptions()
@@ -144,11 +161,10 @@ struct AnalyzeCommand: ParsableCommand {
             analysis.dctWindow = dctWindow
             analysis.blockTokens = options.blockTokens
             analysis.pairs = allPairs ? .all : .adjacent
-            analysis.sequences = try sequences.map {
-                try LayerList.resolve(
-                    $0, option: "--sequences", noun: "sequences", in: 0..<dump.shape.sequences, file: dump.path)
-            }
-            analysis.tokenRange = try tokens.map { try TokenRangeOption.parse($0) }
+            analysis.xkvGroupSize = xkvGroups
+            analysis.sinkQueries = sinkQueries
+            analysis.causal = causal
+            analysis.selection = try selection.resolve(in: dump)
             let progress = ProgressLine(quiet: quiet, json: logJSON)
             let clock = StageTimings()
             let state = try Analyzer.accumulate(

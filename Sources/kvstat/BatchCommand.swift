@@ -18,14 +18,17 @@ struct BatchCommand: ParsableCommand {
 
     @Argument(
         help: ArgumentHelp(
-            "Dump files, folders (searched recursively for *.h5), globs, or manifest files (.txt/.list: one path "
-                + "per line).",
+            "Dump files, folders (searched recursively for *.h5 and *.safetensors; a vLLM KV-connector folder of "
+                + "per-layer files is one dump), globs, or manifest files (.txt/.list: one path per line).",
             valueName: "input"))
     var inputs: [String]
 
     @Option(
         name: .shortAndLong,
-        help: ArgumentHelp("Output folder: OUT/<id>/ per dump, OUT/corpus/, OUT/ledger.sqlite.", valueName: "out"))
+        help: ArgumentHelp(
+            "Output folder: OUT/<id>/ per dump, OUT/corpus/ (one OUT/corpus/<model>/ per model when there are "
+                + "several, e.g. 32L-8kv-128d), OUT/ledger.sqlite.",
+            valueName: "out"))
     var output: String
 
     @Option(help: "Dumps processed at once, 1…256; BLAS threads per dump = cores ÷ jobs.")

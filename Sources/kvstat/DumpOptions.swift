@@ -1,9 +1,10 @@
 // Options shared by every subcommand that reads a dump.
 import ArgumentParser
+import Foundation
 import KVStat
 
 struct DumpOptions: ParsableArguments {
-    @Argument(help: "The HDF5 dump to read.")
+    @Argument(help: "The dump to read: an HDF5 file, a .safetensors file, or a folder of .safetensors files.")
     var dump: String
 
     @Option(
@@ -23,6 +24,15 @@ struct DumpOptions: ParsableArguments {
 
     func validate() throws {
         try OptionBounds.check(blockTokens, "--block-tokens", in: 1...Int.max)
+    }
+
+    /// The dump's name for default output folders: a file's name without its extension (`run.h5` → `run`), a
+    /// folder's whole name (`request.v1/` → `request.v1`).
+    var stem: String {
+        var isDirectory: ObjCBool = false
+        let url = URL(fileURLWithPath: dump)
+        let folder = FileManager.default.fileExists(atPath: dump, isDirectory: &isDirectory) && isDirectory.boolValue
+        return folder ? url.lastPathComponent : url.deletingPathExtension().lastPathComponent
     }
 
     /// Opens and validates the dump.

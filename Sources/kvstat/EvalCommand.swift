@@ -11,13 +11,17 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate the projections of a fit-lowrank artifact on a dump.",
         discussion:
             "Prints JSON (relative Frobenius error per layer and overall) on stdout; CSKV's window and quantization "
-            + "are applied as fitted."
+            + "are applied as fitted. --sequences/--tokens evaluate on part of the dump (recorded in the JSON), "
+            + "whatever part the artifact was fitted on."
     )
 
     @Option(help: ArgumentHelp("Directory written by fit-lowrank (its projections.h5 is read).", valueName: "dir"))
     var artifact: String
 
     @OptionGroup var options: DumpOptions
+
+    /// `--sequences`, `--tokens`: evaluate on those tokens only, selected as analyze selects them.
+    @OptionGroup var selection: TokenSelectionOptions
 
     func run() throws {
         try reportingErrors {
@@ -32,11 +36,21 @@ struct EvalCommand: ParsableCommand {
                 settings.quantization = manifest.options.quantization
                 settings.quantGroup = manifest.options.quantGroup
             }
+            // A pre-RoPE key fit: its keys are also priced after the RoPE it recorded (`key`).
+            settings.rope = manifest.rope?.embedding
+            let selected = try selection.resolve(in: dump)
+            let runs = try selected.runs(of: dump)
             let errors = try ReconstructionEvaluator.evaluate(
-                dump, runs: dump.tokenRuns, projections: projections,
+                dump, runs: runs, projections: projections,
                 ranks: manifest.units.map(\.rank), settings: settings)
-            let kinds = Set(projections.map(\.kind)).sorted()
-            let result = LowRankFit.errors(errors, layers: manifest.layers, kinds: kinds, tokens: dump.shape.tokens)
+            let kinds = (settings.rope == nil ? [] : [.key]) + Set(projections.map(\.kind)).sorted()
+            var result = LowRankFit.errors(errors, layers: manifest.layers, kinds: kinds, tokens: runs.totalTokens)
+            if !selected.isWhole {
+                let summary = selected.summary(of: dump, runs: runs)
+                result.selection = summary.selection
+                result.selectedSequences = summary.selectedSequences
+                result.selectedTokens = summary.selectedTokens
+            }
             try dump.checkUnchanged()  // exit 75, before anything is printed
             print(try JSONText.encode(result))
         }

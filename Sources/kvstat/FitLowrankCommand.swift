@@ -53,7 +53,10 @@ struct FitLowrankCommand: ParsableCommand {
     @Flag(help: "Column-centre before fitting and store the mean.")
     var center = false
 
-    @Option(help: "xkv: adjacent layers per group, 1…65536 (memory: (group × channels)² × 8 bytes per Gram).")
+    @Option(
+        help: ArgumentHelp(
+            "xkv: adjacent layers per group, 1…65536 (memory: (group × channels)² × 8 bytes per Gram); from a "
+                + "state file, the G it was analysed with (analyze --save-state FILE --xkv-groups G)."))
     var groupSize = 4
 
     @Option(help: "cskv: most recent tokens of each sequence kept in full precision (≥ 0).")
@@ -78,6 +81,9 @@ struct FitLowrankCommand: ParsableCommand {
             "Layers to fit, e.g. 0-7,12 (layer numbers as the file names them; each must exist).", valueName: "list"))
     var layers: String?
 
+    /// `--sequences`, `--tokens`: fit (and hold out, and evaluate) on those tokens only, selected as analyze does.
+    @OptionGroup var selection: TokenSelectionOptions
+
     @Option(
         help:
             "Query positions per sequence sampled for attention-level errors, 0…1000000 (dumps with queries; 0: none).")
@@ -88,6 +94,21 @@ struct FitLowrankCommand: ParsableCommand {
 
     @Flag(help: "Every method over the ladder of keep ratios: the error-versus-memory curve (sweep.csv).")
     var sweep = false
+
+    @Option(
+        help: ArgumentHelp(
+            "Keys to fit: post-rope (the dump's keys) or pre-rope (key_pre_rope, evaluated before and after RoPE).",
+            valueName: "space"))
+    var keys: String = "post-rope"
+
+    @Option(help: "--keys pre-rope: the RoPE base θ, overriding the dump's rope_theta attribute (> 0).")
+    var ropeTheta: Double?
+
+    @Option(help: "--keys pre-rope: rotate-half (Hugging Face, NeoX) or interleaved (GPT-J, llama.cpp).")
+    var ropeStyle: String?
+
+    @Option(help: "--keys pre-rope: rotated channels per head, even, 2…head_dim (default head_dim).")
+    var rotaryDim: Int?
 
     @Option(
         help: ArgumentHelp(
@@ -175,6 +196,7 @@ struct FitLowrankCommand: ParsableCommand {
         o.attentionQueries = attentionQueries
         o.causal = causal
         o.blockTokens = options.blockTokens
+        try ropeOptions(into: &o)
         return o
     }
 
@@ -183,7 +205,7 @@ struct FitLowrankCommand: ParsableCommand {
             var fit = try fitOptions()
             let directory =
                 output ?? "kvstat-out/"
-                + URL(fileURLWithPath: options.dump).deletingPathExtension().lastPathComponent + "-"
+                + options.stem + "-"
                 + fit.method.rawValue
             let markFolder = try checkOutputs(directory)  // exit 73 before any work
             let progress = ProgressLine(quiet: quiet, json: logJSON)
@@ -193,11 +215,23 @@ struct FitLowrankCommand: ParsableCommand {
             let model: FitModel
             var opened: [Dump] = []  // dumps read, checked unchanged before anything is written
             if fromState {
+                guard !fit.preRopeKeys else {
+                    throw DumpError(
+                        .usage, "--keys pre-rope needs a dump (a fit from a state file compresses the keys as cached)",
+                        file: options.dump)
+                }
                 guard !sweep, evalDump == nil else {
                     throw DumpError(.usage, "--sweep and --eval need a dump, not a state file", file: options.dump)
                 }
+                guard !selection.isGiven else {
+                    throw DumpError(
+                        .usage,
+                        "--sequences and --tokens need a dump: a state file holds only sums of its tokens "
+                            + "(analyze the part with --sequences/--tokens --save-state, then fit that state)",
+                        file: options.dump)
+                }
                 let state = try AnalysisStateFile.load(options.dump)
-                model = FitModel(DumpSummary.combining(state.sources))
+                model = FitModel(state.combinedSummary)
                 if let layers {
                     // A state is fitted on all its layers' Grams; naming fewer cannot be honoured.
                     let named = try LayerList.resolve(
@@ -221,6 +255,7 @@ struct FitLowrankCommand: ParsableCommand {
                     try LayerList.resolve(
                         $0, option: "--layers", noun: "layers", in: dump.layerNumbers, file: dump.path)
                 }
+                fit.selection = try selection.resolve(in: dump)
                 opened = [dump] + (other.map { [$0] } ?? [])
                 result = try LowRankFit.run(
                     dump, options: fit, evalDump: other, version: KVStatVersion.current,
@@ -232,7 +267,10 @@ struct FitLowrankCommand: ParsableCommand {
             if sweep {
                 let dump = try options.open()
                 opened.append(dump)
-                let rungs = try LowRankSweep.run(dump, options: fit, progress: progress.update)
+                // With --keys pre-rope, pca and xkv on the pre-RoPE keys too (pca_pre_rope, xkv_pre_rope).
+                let rungs =
+                    try LowRankSweep.run(dump, options: fit, progress: progress.update)
+                    + PreRopeSweep.run(dump, options: fit, progress: progress.update)
                 report.sweep = rungs
                 files["sweep.csv"] = Data(FitCSV.sweep(rungs).utf8)
             }
@@ -262,8 +300,67 @@ struct FitLowrankCommand: ParsableCommand {
                 // The manifest's notes (undefined layers, a window holding every token, …) are printed too: a
                 // summary line alone could read as a clean result.
                 let notes = report.notes.map { "kvstat: note: \($0)\n" }.joined()
-                FileHandle.standardError.write(Data((line + notes).utf8))
+                FileHandle.standardError.write(
+                    Data((line + ropeLine(report) + notes + nullLine(report.xkvNull ?? [])).utf8))
             }
         }
+    }
+
+    /// `--keys`, `--rope-theta`, `--rope-style`, `--rotary-dim`, checked (exit 64); the RoPE options need
+    /// `--keys pre-rope`. A rotary dimension above the dump's head_dim is refused once the dump is open.
+    func ropeOptions(into o: inout FitOptions) throws {
+        guard let space = KeySpace(rawValue: keys) else {
+            throw ValidationError("--keys: choose post-rope or pre-rope (got '\(keys)')")
+        }
+        o.keys = space == .preRope ? .preRope : nil
+        guard space == .preRope || (ropeTheta == nil && ropeStyle == nil && rotaryDim == nil) else {
+            throw ValidationError("--rope-theta, --rope-style and --rotary-dim apply to --keys pre-rope only")
+        }
+        if let ropeTheta {
+            try OptionBounds.check(ropeTheta, "--rope-theta", above: 0)
+            o.ropeTheta = ropeTheta
+        }
+        if let ropeStyle {
+            guard let style = RotaryEmbedding.Style(text: ropeStyle) else {
+                throw ValidationError("--rope-style: choose rotate-half or interleaved (got '\(ropeStyle)')")
+            }
+            o.ropeStyle = style
+        }
+        if let rotaryDim {
+            guard rotaryDim >= 2, rotaryDim % 2 == 0, rotaryDim <= Dump.maxChannels else {
+                throw ValidationError("--rotary-dim: an even number from 2 to head_dim (got \(rotaryDim))")
+            }
+            o.rotaryDim = rotaryDim
+        }
+    }
+
+    /// The after-RoPE line of a pre-RoPE key fit: keys after RoPE (what attention sees) beside before.
+    func ropeLine(_ report: FitReport) -> String {
+        guard let rope = report.rope else { return "" }
+        func error(_ value: Double??) -> String { (value ?? nil).map { String(format: "%.4f", $0) } ?? "undefined" }
+        let errors = report.heldOut ?? report.fit
+        return "kvstat: pre-RoPE keys (RoPE θ \(rope.theta), \(rope.style), rotary_dim \(rope.rotaryDim)): key error "
+            + "after RoPE \(error(errors.overall["key"])), before RoPE \(error(errors.overall["key_pre_rope"])) ("
+            + (report.heldOut == nil ? "fit" : "held-out") + " tokens; manifest.json rope)\n"
+    }
+
+    /// xKV's shuffled-token control in one line per kind: the mean over groups of the real gain (null − grouped
+    /// error) and the accounting gain (per-layer − null), so the summary never shows the gain without its control.
+    func nullLine(_ controls: [ShuffledNull.Control]) -> String {
+        var parts: [String] = []
+        for kind in TensorKind.canonicalOrder(Set(controls.map(\.kind))) {
+            let of = controls.filter { $0.kind == kind }
+            let real = of.compactMap(\.realGain)
+            let accounting = of.compactMap(\.accountingGain)
+            guard !real.isEmpty, !accounting.isEmpty else { continue }
+            let plural = TensorKind(rawValue: kind)?.plural ?? kind
+            parts.append(
+                String(
+                    format: "%@ real gain %.4f, accounting gain %.4f", plural,
+                    real.reduce(0, +) / Double(real.count), accounting.reduce(0, +) / Double(accounting.count)))
+        }
+        guard !parts.isEmpty else { return "" }
+        return "kvstat: xkv against its shuffled-token null (mean over groups): " + parts.joined(separator: "; ")
+            + " (real = null − grouped error, accounting = per-layer − null; manifest.json xkv_null)\n"
     }
 }

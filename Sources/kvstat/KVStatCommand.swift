@@ -18,7 +18,7 @@ struct KVStatCommand: ParsableCommand {
         version: KVStatVersion.current,
         subcommands: [
             InspectCommand.self, AnalyzeCommand.self, MergeCommand.self, FitLowrankCommand.self, EvalCommand.self,
-            ReportCommand.self, BatchCommand.self,
+            ReportCommand.self, BatchCommand.self, CompressCommand.self, DecompressCommand.self,
         ])
 
     /// Parses and runs a subcommand. Every failure ends as one stderr line and a documented exit code

@@ -9,13 +9,18 @@ struct MergeCommand: ParsableCommand {
         commandName: "merge",
         abstract: "Merge state files saved by `analyze --save-state` and write the combined statistics.",
         discussion:
-            "The states must come from the same model (channel counts), the same layers and the same --only, "
-            + "--center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the "
-            + "first state. The result equals one analysis of all the states' tokens (docs/statistics.md)."
+            "The states must come from the same model (layers, kv heads, head_dim), the same layers and the same "
+            + "--only, --center, --dct-window and --all-pairs; --align-rank and --outlier-factor are taken from the "
+            + "first state. States of dumps with and without queries merge on the tensor kinds they share (stats.json "
+            + "says how many dumps each kind holds). A folder holding a state.h5 (a batch's OUT/corpus or OUT/<id>) "
+            + "stands for that file. The result equals one analysis of all the states' tokens (docs/statistics.md)."
     )
 
     @Argument(
-        help: ArgumentHelp("State files (HDF5, from analyze --save-state or merge --save-state).", valueName: "state"))
+        help: ArgumentHelp(
+            "State files (HDF5, from analyze --save-state or merge --save-state), or folders holding a state.h5 "
+                + "(a batch's OUT/corpus).",
+            valueName: "state"))
     var states: [String]
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Output directory.", valueName: "dir"))
@@ -41,6 +46,7 @@ struct MergeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let markFolder = try checkOutputs()  // exit 73 before any work
+            let states = try resolvedStates()
             var merged = try AnalysisStateFile.load(states[0])
             var parts: [(path: String, sources: [DumpSummary])] = [(states[0], merged.sources)]
             for path in states.dropFirst() {
@@ -57,7 +63,9 @@ struct MergeCommand: ParsableCommand {
                         file: path)
                 }
                 do {
-                    try merged.merge(next)
+                    if let note = try merged.merge(next) {
+                        FileHandle.standardError.write(Data("kvstat: note: \(path): \(note)\n".utf8))
+                    }
                 } catch let error as DumpError where error.file == nil {
                     throw DumpError(error.category, "cannot be merged with \(states[0]): \(error.message)", file: path)
                 }
@@ -66,6 +74,28 @@ struct MergeCommand: ParsableCommand {
             if let saveState { try AnalysisStateFile.save(merged, to: saveState, version: KVStatVersion.current) }
             let report = try StatsFinisher.finish(merged, version: KVStatVersion.current)
             try AnalysisOutputs.write(report, to: output, quiet: quiet, marking: markFolder ? "merge" : nil)
+        }
+    }
+
+    /// The state files: each argument, or `ARG/state.h5` for a folder. A folder without one is exit 66, naming
+    /// the corpora in its subfolders when it is a batch's OUT/corpus of several models.
+    func resolvedStates() throws(DumpError) -> [String] {
+        try states.map { path throws(DumpError) in
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+                return path
+            }
+            let file = (path as NSString).appendingPathComponent("state.h5")
+            if FileManager.default.fileExists(atPath: file) { return file }
+            let corpora = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().filter {
+                FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent($0 + "/state.h5"))
+            }
+            let hint =
+                corpora.isEmpty
+                ? "give a state file, or a folder holding one (a batch's OUT/corpus or OUT/<id>)"
+                : "it holds one batch corpus per model (\(corpora.joined(separator: ", "))): name those folders, "
+                    + "e.g. \((path as NSString).appendingPathComponent(corpora[0]))"
+            throw DumpError(.cannotOpen, "is a folder without a state.h5; \(hint)", file: path)
         }
     }
 }

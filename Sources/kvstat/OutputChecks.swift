@@ -7,7 +7,7 @@ enum OutputNames {
     /// What `analyze` and `merge` write into their folder (AnalysisFiles).
     static let analysis = [
         "stats.json", "layers.csv", "spectra.csv", "similarity.csv", "channels.csv", "frequency.csv",
-        "summary.md", "report.html",
+        "sinks.csv", "summary.md", "report.html",
     ]
     /// What `fit-lowrank` writes into its folder.
     static let fit = [
@@ -45,7 +45,7 @@ extension MergeCommand {
     /// The output checks of `merge` (every state file is an input); returns whether to mark the folder.
     func checkOutputs() throws(DumpError) -> Bool {
         var guarding = OutputGuard(force: force)
-        for state in states { guarding.addInput(state, role: "a state file") }
+        for state in try resolvedStates() { guarding.addInput(state, role: "a state file") }
         let mark = try guarding.checkFolder(output, names: OutputNames.analysis)
         if let saveState { try guarding.checkStateFile(saveState, besides: output, names: OutputNames.analysis) }
         return mark

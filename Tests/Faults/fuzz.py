@@ -5,14 +5,16 @@
                                  [--family all|dumps|own] [--only SEED]... [--keep DIR]
 
 Dumps (seeds SEED…SEED+599): each case copies one source file (the bundled real dump
-notebooks-data/minilm-sample.h5, or a small fixture), applies one seeded byte-level mutation (bit flips, byte
+notebooks-data/minilm-sample.h5, a small fixture, or one of two small safetensors dumps written at the start of
+the run), applies one seeded byte-level mutation (bit flips, byte
 overwrites, truncation, a duplicated chunk of bytes, a zeroed range; half of the offsets land in the first 8 KiB,
 where the superblock and most object headers live) and runs `kvstat inspect M.h5` and
 `kvstat analyze M.h5 --only spectra,outliers -o out` (the large sample with `--layers 0`).
 
 Own files (seeds SEED+100000…): state files from `analyze --save-state` (sequence 0 of a small dump; a second
-state, sequence 1, to merge with) and fit artifacts from `fit-lowrank -o F`, made once per run by the binary under
-test, are copied and mutated: with h5py (root `layers`/`pairs`, the `options`/`sources`/`manifest` JSON, group
+state, sequence 1, to merge with; one base also with `--xkv-groups 2`'s group Grams) and fit artifacts from
+`fit-lowrank -o F`, made once per run by the binary under test, are copied and mutated: with h5py (root
+`layers`/`pairs`, the `options`/`sources`/`manifest` JSON, group
 `channels`/`head_dim`/`heads`/`layers`/`kind`, datasets deleted, resized, retyped, poisoned with NaN/Inf or absurd
 counts, replaced by huge unwritten chunked ones, groups removed or added) or byte-level as above. A state goes
 through `merge S -o m --quiet`, `merge S S2 -o m2` (either order) and `fit-lowrank S -o f --quiet`; an artifact
@@ -128,11 +130,30 @@ def check_run(label, rc, err, hung, limit, fname):
     return broken
 
 
-def plan(count, seed):
-    """The (seed, source) of every case: a few on the real sample, the rest spread over the small fixtures."""
+def safetensors_sources(folder):
+    """Small safetensors dumps, written at the start of a run with the safetensors package (seeded): per-layer
+    float16 keys and values with a `lengths` tensor, and one layer of vLLM's `kv_cache` ([2, tokens, heads ×
+    head_dim], bfloat16 bits with the head count in `__metadata__`). Mutations of their JSON headers and offsets
+    exercise the safetensors reader."""
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(2025)
+    small = {f"model.layers.{i}.self_attn.{k}": rng.standard_normal((2, 2, 16, 4)).astype(np.float16)
+             for i in range(2) for k in ("key", "value")}
+    small["lengths"] = np.array([16, 11], dtype=np.int64)
+    save_file(small, str(folder / "small.safetensors"), metadata={"model": "fuzz/small"})
+    bits = (rng.standard_normal((2, 24, 8)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    save_file({"kv_cache": bits}, str(folder / "merged.safetensors"),
+              metadata={"num_kv_heads": "2", "dtype": "bfloat16"})
+    return [folder / "small.safetensors", folder / "merged.safetensors"]
+
+
+def plan(count, seed, extra=()):
+    """The (seed, source) of every case: a few on the real sample, the rest spread over the small fixtures and the
+    `extra` sources (the safetensors dumps)."""
+    small = [FIXTURES / name for name in SMALL] + list(extra)
     cases = []
     for i in range(count):
-        source = SAMPLE if i % max(1, count // SAMPLE_CASES) == 0 else FIXTURES / SMALL[i % len(SMALL)]
+        source = SAMPLE if i % max(1, count // SAMPLE_CASES) == 0 else small[i % len(small)]
         cases.append((seed + i, source))
     return cases
 
@@ -143,16 +164,16 @@ def run_case(kvstat, case_seed, source, timeout, keep):
     tmp = Path(tempfile.mkdtemp(prefix=f"kvfuzz-{case_seed}-"))
     broken, codes = [], []
     try:
-        m = tmp / "m.h5"
+        m = tmp / ("m" + source.suffix)
         m.write_bytes(data)
         digest = sha(m)
         layers = ["--layers", "0"] if source == SAMPLE else []
-        runs = [("inspect", ["inspect", "m.h5"]),
-                ("analyze", ["analyze", "m.h5", "--only", "spectra,outliers", "-o", "out", "--quiet", *layers])]
+        runs = [("inspect", ["inspect", m.name]),
+                ("analyze", ["analyze", m.name, "--only", "spectra,outliers", "-o", "out", "--quiet", *layers])]
         for label, args in runs:
             rc, out, err, seconds, hung = run_command([kvstat, *args], tmp, timeout)
             codes.append(str(rc))
-            found = check_run(label, rc, err, hung, timeout, "m.h5")
+            found = check_run(label, rc, err, hung, timeout, m.name)
             if found:
                 found.append(f"{label} stderr: {err.strip()[:300]!r}")
             broken += found
@@ -195,6 +216,7 @@ STATE_BASES = {
     "plain": [],
     "wide": ["--all-pairs", "--center", "--align-rank", "2", "--outlier-factor", "3", "--dct-window", "4"],
     "narrow": ["--only", "spectra,similarity"],
+    "xkv": ["--xkv-groups", "2"],  # with xKV group Grams (xkv_group/{g})
 }
 ARTIFACT_BASES = {
     "pca": [], "head": ["--granularity", "head"], "center": ["--center"],
@@ -1097,7 +1119,8 @@ def main():
     if not os.access(kvstat, os.X_OK):
         print(f"fuzz: no kvstat binary at {kvstat} (swift build first, or --kvstat PATH)", file=sys.stderr)
         return 2
-    cases = plan(a.cases, a.seed) if a.family != "own" else []
+    sources_dir = Path(tempfile.mkdtemp(prefix="kvfuzz-safetensors-"))
+    cases = plan(a.cases, a.seed, safetensors_sources(sources_dir)) if a.family != "own" else []
     own = own_plan(a.own_cases, a.seed) if a.family != "dumps" else []
     if a.only:
         cases = [c for c in cases if c[0] in a.only]
@@ -1138,6 +1161,7 @@ def main():
                 tally(broken)
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
+        shutil.rmtree(sources_dir, ignore_errors=True)
     print(f"({len(cases) + len(own)} cases in {time.monotonic() - start:.0f} s; rerun one: fuzz.py --only SEED)",
           file=sys.stderr)
     print(f"{passed} passed, {failed} failed")

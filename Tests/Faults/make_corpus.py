@@ -1009,8 +1009,9 @@ def add_batch():
          outputs=("OUT",), group=g)
     case("batch-out-is-input-file", ["batch", "IN", "-o", "IN/a.h5"], two, codes=(1,),
          contains=("a.h5",), batch=True, group=g)
+    # a.h5 and b.h5 are two models (2 and 4 kv heads): one corpus each, in folders named after the model.
     case("batch-ok", ["batch", "IN", "-o", "OUT", "--fit", "--method pca"], two, batch=True,
-         check=lambda ctx: analyze_ok("OUT/corpus")(ctx), group=g)
+         check=lambda ctx: [analyze_ok(f"OUT/corpus/{m}")(ctx) for m in ("3L-2kv-4d", "3L-4kv-4d")], group=g)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1025,10 +1026,11 @@ ANALYZE_BAD = [("--align-rank", v) for v in ("0", "-1", "nan", "9999999999999999
     [("--layers", v) for v in ("5-2", "-1", "a", "")] + \
     [("--sequences", v) for v in ("x", "-2")] + \
     [("--tokens", v) for v in ("5:3", "a:b", "-1:", "3", ":0")] + \
-    [("--only", v) for v in ("", "bogus", "spectra,,bogus")]
+    [("--only", v) for v in ("", "bogus", "spectra,,bogus")] + \
+    [("--sink-queries", v) for v in ("-1", "nan", "1000001", I64_MAX)]
 
 ANALYZE_OK = [("--outlier-factor", "1e308"), ("--outlier-factor", "1e-308"), ("--tokens", f"0:{I64_MAX}"),
-              ("--align-rank", "100000")]
+              ("--align-rank", "100000"), ("--sink-queries", "0"), ("--sink-queries", "1000000")]
 
 FIT_BAD = [("--rank", v) for v in ("0", "-1", "nan")] + \
     [("--keep-ratio", v) for v in ("nan", "inf", "-0.5", "0", "1.5", "-inf")] + \
@@ -1193,10 +1195,37 @@ def add_files():
 
     def pair_outside(f):
         f.attrs["pairs"] = np.array([0.0, 7.0])
+
+    # Token-norm sketches (`TokenNormSketch`) kvstat never writes: each refused naming its dataset.
+    def norms_replace(f, name, data):
+        del f["key/layer/0/" + name]
+        f["key/layer/0/" + name] = data
+
+    def zero_norm(f):
+        f["key/layer/0/norms_smallest_norm"][0] = 0.0
+
+    def too_many_largest(f):
+        g = f["key/layer/0"]
+        norms, at = g["norms_largest_norm"][()], g["norms_largest_position"][()]
+        norms_replace(f, "norms_largest_norm", np.concatenate([norms] * 3))
+        norms_replace(f, "norms_largest_position", np.concatenate([at] * 3))
+
+    def duplicate_bins(f):
+        bins = f["key/layer/0/norms_bins"][()]
+        require(len(bins) > 1, "the sketch has one bin")
+        bins[1] = bins[0]
+        norms_replace(f, "norms_bins", bins)
+
+    def overflowing_bins(f):
+        norms_replace(f, "norms_bin_counts", np.full(f["key/layer/0/norms_bin_counts"].shape, 2 ** 62, np.int64))
     for label, edit, words in (("huge-channels", huge_channels, ("channel count",)),
                                ("nan-layers", nan_layers, ("layer number",)),
                                ("old-format", old_format, ("kvstat.state/1",)),
-                               ("pair-outside", pair_outside, ("pair position",))):
+                               ("pair-outside", pair_outside, ("pair position",)),
+                               ("norms-zero", zero_norm, ("norms_smallest_norm", "> 0")),
+                               ("norms-too-many", too_many_largest, ("norms_largest_norm", "the sketch can keep")),
+                               ("norms-duplicate-bins", duplicate_bins, ("norms_bins", "twice")),
+                               ("norms-overflowing-bins", overflowing_bins, ("norms_bin_counts", "norms_count"))):
         case(f"file-state-{label}-merge", ["merge", "a.state.h5", "-o", "m", "--quiet"], edit_state(edit),
              codes=(65,), contains=("a.state.h5", *words), group=g)
         case(f"file-state-{label}-fit", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet"], edit_state(edit),
@@ -1342,6 +1371,485 @@ def add_fixtures():
          lambda ctx: shutil.copy(SAMPLE, ctx.p("s.h5")), check=analyze_ok(), group=g)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 9. Merged heads × head_dim, per-kind axes and Hugging Face's hook/cache pair (Tests/Fixtures/make_layout_dumps.py)
+# ---------------------------------------------------------------------------------------------------------
+
+def layout_dumps(ctx):
+    subprocess.run([sys.executable, str(FIXTURES.parent / "make_layout_dumps.py"), str(ctx.p("."))], check=True)
+
+
+def add_merged_heads():
+    g = "layouts"
+    good = [("hf-pair", "hf_pair.h5", []), ("attr", "merged_heads_attr.h5", []),
+            ("hint", "merged_heads_unknown.h5", ["--layout", "kv_heads_hint.json"]),
+            ("per-kind", "custom_per_kind.h5", ["--layout", "custom_per_kind.layout.json"])]
+    for label, f, layout in good:
+        case(f"layouts-{label}-inspect", ["inspect", f, "--read-all", "--json", *layout], layout_dumps,
+             check=inspect_json_ok(), group=g)
+        case(f"layouts-{label}-analyze", ["analyze", f, "-o", "out", "--quiet", *layout], layout_dumps,
+             check=analyze_ok(), group=g)
+        case(f"layouts-{label}-fit", ["fit-lowrank", f, "-o", "fit", "--quiet", "--method", "pca", *layout],
+             layout_dumps, check=fit_ok(), group=g)
+    bad = [("unknown-heads", "merged_heads_unknown.h5", [], ("/layer_00/key", "head count is unknown")),
+           ("wrong-hint", "merged_heads_unknown.h5", ["--layout", "kv_heads_wrong.json"], ("kv_heads", "5 heads")),
+           ("bad-count", "merged_heads_bad_count.h5", [], ("/layer_00/key", "'heads' attribute")),
+           ("float-attr", "merged_heads_float_attr.h5", [], ("/layer_00/key", "not one integer")),
+           ("per-kind-missing", "custom_per_kind.h5", ["--layout", "per_kind_missing.layout.json"],
+            ("per_kind_missing.layout.json", "key_pre_rope")),
+           ("hints-with-key", "custom_per_kind.h5", ["--layout", "hints_with_key.layout.json"],
+            ("hints_with_key.layout.json", "key, value and axes")),
+           ("bad-c-axes", "custom_per_kind.h5", ["--layout", "bad_c_axes.layout.json"], ("bhtc",)),
+           ("shared-two-orders", "shared_dataset.h5", ["--layout", "shared_two_orders.layout.json"],
+            ("/x0", "dimensions"))]
+    for label, f, layout, contains in bad:
+        for command in (["inspect", f], ["analyze", f, "-o", "out", "--quiet"]):
+            case(f"layouts-{label}-{command[0]}", [*command, *layout], layout_dumps, codes=(65,),
+                 contains=contains, group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --sequences/--tokens for fit-lowrank and eval; corpora by model (issue 12)
+# ---------------------------------------------------------------------------------------------------------
+
+SELECTION_BAD = [("--sequences", v) for v in ("x", "-2", "3-1", "", "0-99999999999999999999")] + \
+    [("--tokens", v) for v in ("5:3", "a:b", "-1:", "3", ":0", "nan:", "1:99999999999999999999", "")]
+
+
+def dumps_per_kind_is(expected, out):
+    def extra(ctx, stats):
+        if stats.get("dumps_per_kind") != expected:
+            raise Broken(f"{out}/stats.json dumps_per_kind is {stats.get('dumps_per_kind')!r}, expected {expected!r}")
+    return extra
+
+
+def selection_recorded(selection, tokens):
+    def extra(ctx, m):
+        if m["source"].get("selection") != selection or m["source"]["tokens"] != tokens:
+            raise Broken(f"manifest source {m['source']!r}: expected selection {selection!r}, {tokens} tokens")
+    return extra
+
+
+def eval_selection_recorded(selection, tokens):
+    def extra(ctx, value):
+        if value.get("selection") != selection or value.get("tokens") != tokens:
+            raise Broken(f"eval output selection {value.get('selection')!r}, tokens {value.get('tokens')!r}: "
+                         f"expected {selection!r}, {tokens}")
+    return extra
+
+
+def strip_queries(fname):
+    def setup(ctx):
+        with h5py.File(ctx.p(fname), "a") as f:
+            for layer in list(f):
+                if isinstance(f[layer], h5py.Group) and "query" in f[layer]:
+                    del f[layer]["query"]
+    return setup
+
+
+def add_selections_and_corpora():
+    g = "selection"
+    art = chain(good_dump(seed_name="sel"), kvstat_step("fit-lowrank", "g.h5", "-o", "art", "--quiet"))
+    for opt, v in SELECTION_BAD:
+        case(f"sel-fit{opt}={v or 'empty'}", ["fit-lowrank", "g.h5", "-o", "fit", "--quiet", f"{opt}={v}"],
+             good_dump(seed_name="sel"), codes=(64,), contains=(opt,), group=g)
+        case(f"sel-eval{opt}={v or 'empty'}", ["eval", "--artifact", "art", "g.h5", f"{opt}={v}"], art,
+             codes=(64,), contains=(opt,), group=g)
+    # A sequence the dump lacks, or a selection without valid tokens: bad data for this dump (65), as in analyze.
+    for label, extra in (("missing-sequence", ["--sequences", "2"]), ("no-tokens", ["--tokens", "16:"]),
+                         ("huge-sequences", ["--sequences", "0-1000000000"])):
+        case(f"sel-fit-{label}", ["fit-lowrank", "g.h5", "-o", "fit", "--quiet", *extra], good_dump(seed_name="sel"),
+             codes=(65,), contains=("g.h5", extra[0] if label != "no-tokens" else "no valid tokens"), group=g)
+        case(f"sel-eval-{label}", ["eval", "--artifact", "art", "g.h5", *extra], art,
+             codes=(65,), contains=("g.h5", extra[0] if label != "no-tokens" else "no valid tokens"), group=g)
+    case("sel-fit-state", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--tokens", "0:8"],
+         chain(good_dump(seed_name="sel"), kvstat_step("analyze", "g.h5", "-o", "A", "--quiet", "--save-state",
+                                                       "a.state.h5")),
+         codes=(64,), contains=("a.state.h5", "--tokens"), group=g)
+    case("sel-fit-ok", ["fit-lowrank", "g.h5", "-o", "fit", "--quiet", "--sequences", "1", "--tokens", "4:12"],
+         good_dump(seed_name="sel"), check=fit_ok(extra=selection_recorded("sequences 1, tokens 4:12", 8)), group=g)
+    case("sel-fit-sweep-holdout-ok", ["fit-lowrank", "g.h5", "-o", "fit", "--quiet", "--tokens", "2:", "--sweep",
+                                      "--holdout", "0.5"],
+         good_dump(seed_name="sel"), check=fit_ok(sweep=True, extra=selection_recorded("tokens 2:", 28)), group=g)
+    case("sel-eval-ok", ["eval", "--artifact", "art", "g.h5", "--tokens", "0:5"], art,
+         check=stdout_json_ok(extra=eval_selection_recorded("tokens 0:5", 10)), group=g)
+    case("sel-eval-of-subset-fit", ["eval", "--artifact", "art", "g.h5"],
+         chain(good_dump(seed_name="sel"), kvstat_step("fit-lowrank", "g.h5", "-o", "art", "--quiet", "--tokens",
+                                                       "3:9")),
+         check=stdout_json_ok(extra=eval_selection_recorded(None, 32)), group=g)
+
+    g = "corpora"
+    mixed = chain(lambda ctx: ctx.p("IN").mkdir(), good_dump("IN/a.h5", queries=2, seed_name="cq-a"),
+                  good_dump("IN/b.h5", queries=2, seed_name="cq-b"), strip_queries("IN/b.h5"),
+                  good_dump("IN/c.h5", queries=2, seed_name="cq-c"), strip_queries("IN/c.h5"))
+    case("corpora-queries-in-one-dump", ["batch", "IN", "-o", "OUT"], mixed, batch=True,
+         check=analyze_ok("OUT/corpus", extra=dumps_per_kind_is({"key": 3, "value": 3, "query": 1}, "OUT/corpus")),
+         group=g)
+    shards = chain(mixed, kvstat_step("batch", "IN", "-o", "S0", "--shard", "0/2", "--quiet"),
+                   kvstat_step("batch", "IN", "-o", "S1", "--shard", "1/2", "--quiet"))
+    case("corpora-merge-shard-folders", ["merge", "S0/corpus", "S1/corpus", "-o", "m", "--quiet"], shards,
+         check=analyze_ok("m", extra=dumps_per_kind_is({"key": 3, "value": 3, "query": 1}, "m")), group=g)
+    case("corpora-merge-folder-without-state", ["merge", "E", "-o", "m", "--quiet"],
+         lambda ctx: ctx.p("E").mkdir(), codes=(66,), contains=("E", "state.h5"), group=g)
+    two = chain(lambda ctx: ctx.p("IN").mkdir(), good_dump("IN/a.h5"), good_dump("IN/b.h5", H=4),
+                kvstat_step("batch", "IN", "-o", "OUT", "--quiet"))
+    case("corpora-merge-folder-of-corpora", ["merge", "OUT/corpus", "-o", "m", "--quiet"], two, codes=(66,),
+         contains=("OUT/corpus", "3L-2kv-4d"), group=g)
+    case("corpora-merge-two-models", ["merge", "OUT/corpus/3L-2kv-4d", "OUT/corpus/3L-4kv-4d", "-o", "m", "--quiet"],
+         two, codes=(65,), contains=("3L-4kv-4d", "another model"), group=g)
+    case("corpora-merge-folder-is-a-file-path", ["merge", "nope/", "-o", "m", "--quiet"], lambda ctx: None,
+         codes=(66,), contains=("nope",), group=g)
+
+    def edit_state(edit):
+        def setup(ctx):
+            with h5py.File(ctx.p("a.state.h5"), "a") as f:
+                edit(f)
+        return setup
+    with_queries = chain(good_dump(queries=2, seed_name="cq-a"),
+                         kvstat_step("analyze", "g.h5", "-o", "A", "--quiet", "--save-state", "a.state.h5"))
+    case("corpora-state-dumps-attribute-edited", ["merge", "a.state.h5", "-o", "m", "--quiet"],
+         chain(with_queries, edit_state(lambda f: f["query"].attrs.__setitem__("dumps", np.array([7.0])))),
+         codes=(65,), contains=("a.state.h5", "/query", "7"), group=g)
+    case("corpora-state-kind-group-removed", ["merge", "a.state.h5", "-o", "m", "--quiet"],
+         chain(with_queries, edit_state(lambda f: f.__delitem__("query"))),
+         codes=(65,), contains=("a.state.h5", "query"), group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 10. safetensors files and vLLM KV-connector folders (Tests/Fixtures/make_safetensors_fixtures.py)
+# ---------------------------------------------------------------------------------------------------------
+
+def safetensors_inputs(ctx):
+    subprocess.run([sys.executable, str(FIXTURES.parent / "make_safetensors_fixtures.py"), str(ctx.p("."))],
+                   check=True, capture_output=True)
+
+
+def safetensors_batch_check(ctx):
+    """the vLLM folder is one dump and the single file another: two done rows, the folder's path among them"""
+    rows = ledger_rows(ctx.p("OUT/ledger.sqlite"))
+    done = sorted(Path(r[0]).name for r in rows if r[1] == "done")
+    if done != ["req-1", "single.safetensors"] or len(rows) != 2:
+        raise Broken(f"ledger rows: {rows}")
+
+
+def add_safetensors():
+    sys.path.insert(0, str(FIXTURES.parent))
+    import make_safetensors_fixtures
+    g = "safetensors"
+    for label, f in (("single", "single.safetensors"), ("vllm", "vllm"), ("vllm4d", "vllm4d")):
+        case(f"safetensors-{label}-inspect", ["inspect", f, "--read-all", "--json"], safetensors_inputs,
+             check=inspect_json_ok(), group=g)
+        case(f"safetensors-{label}-analyze", ["analyze", f, "-o", "out", "--quiet"], safetensors_inputs,
+             check=analyze_ok(), group=g)
+        case(f"safetensors-{label}-fit", ["fit-lowrank", f, "-o", "fit", "--quiet", "--method", "pca"],
+             safetensors_inputs, check=fit_ok(), group=g)
+    case("safetensors-vllm-eval", ["eval", "--artifact", "fit", "vllm"],
+         chain(safetensors_inputs, kvstat_step("fit-lowrank", "vllm", "-o", "fit", "--quiet", "--method", "pca")),
+         check=stdout_json_ok(), group=g)
+    case("safetensors-vllm-eval-dump", ["fit-lowrank", "vllm", "--eval", "vllm", "-o", "fit", "--quiet"],
+         safetensors_inputs, check=fit_ok(), group=g)
+    for path, code, words in make_safetensors_fixtures.BAD:
+        for command in (["inspect", f"bad/{path}"], ["analyze", f"bad/{path}", "-o", "out", "--quiet"]):
+            case(f"safetensors-bad-{path.replace('.safetensors', '')}-{command[0]}", command, safetensors_inputs,
+                 codes=(code,), contains=words, group=g)
+    case("safetensors-write-into-folder-dump", ["analyze", "vllm", "-o", "vllm", "--quiet", "--force"],
+         safetensors_inputs, codes=(73,), contains=("vllm", "change it"), group=g)
+    case("safetensors-state-inside-folder-dump", ["analyze", "vllm", "-o", "out", "--quiet", "--save-state",
+                                                   "vllm/state.h5"],
+         safetensors_inputs, codes=(73,), contains=("vllm/state.h5", "inside"), group=g)
+    case("safetensors-output-inside-folder-dump", ["analyze", "vllm", "-o", "vllm/out", "--quiet"],
+         safetensors_inputs, codes=(73,), contains=("vllm/out", "inside"), group=g)
+    case("safetensors-batch", ["batch", "IN", "-o", "OUT", "--quiet"],
+         chain(safetensors_inputs, lambda ctx: ctx.p("IN/requests").mkdir(parents=True),
+               lambda ctx: shutil.copytree(ctx.p("vllm"), ctx.p("IN/requests/req-1")),
+               lambda ctx: shutil.copy(ctx.p("single.safetensors"), ctx.p("IN/single.safetensors"))),
+         batch=True, check=safetensors_batch_check, group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pre-RoPE key fits (fit-lowrank --keys pre-rope): RoPE parameters from root attributes or options
+# ---------------------------------------------------------------------------------------------------------
+
+def rope_dump(fname="r.h5", attrs=None, pre_rope=True, theta=10000.0):
+    """A small dump with key_pre_rope and key = rotate-half RoPE of it (positions = token index), root
+    attributes `attrs` (rope_theta, rope_scaling, …); without key_pre_rope when `pre_rope` is False."""
+    def setup(ctx):
+        rng = rng_for(f"{ctx.case.name}/{fname}")
+        layers = random_layers(rng, 3, 2, 2, 16, 4, kinds=("key_pre_rope", "value"))
+        half = 2
+        inv = theta ** (-np.arange(0, 4, 2, dtype=np.float64) / 4)
+        angles = np.arange(16, dtype=np.float64)[:, None] * inv[None, :]
+        cos, sin = np.cos(angles), np.sin(angles)
+        for kinds in layers:
+            x = np.asarray(kinds["key_pre_rope"], dtype=np.float64)
+            x1, x2 = x[..., :half], x[..., half:]
+            kinds["key"] = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(np.float32)
+            if not pre_rope:
+                del kinds["key_pre_rope"]
+        write_perlayer(ctx.p(fname), layers, dtype="float32")
+        with h5py.File(ctx.p(fname), "a") as f:
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+    return setup
+
+
+def add_pre_rope():
+    g = "prerope"
+    theta = {"rope_theta": 10000.0}
+    fit = ["fit-lowrank", "r.h5", "-o", "fit", "--quiet"]
+    case("prerope-ok", [*fit, "--keys", "pre-rope"], rope_dump(attrs=theta), check=fit_ok(), group=g)
+    case("prerope-ok-sweep-xkv", [*fit, "--keys", "pre-rope", "--method", "xkv", "--group-size", "2", "--sweep"],
+         rope_dump(attrs=theta), check=fit_ok(sweep=True), group=g)
+    case("prerope-theta-option", [*fit, "--keys", "pre-rope", "--rope-theta", "10000", "--rope-style",
+                                  "rotate-half", "--rotary-dim", "4"],
+         rope_dump(), check=fit_ok(), group=g)
+    case("prerope-no-pre-rope-keys", [*fit, "--keys", "pre-rope"], rope_dump(attrs=theta, pre_rope=False),
+         codes=(65,), contains=("r.h5", "key_pre_rope"), group=g)
+    case("prerope-no-theta", [*fit, "--keys", "pre-rope"], rope_dump(), codes=(65,),
+         contains=("r.h5", "rope_theta", "--rope-theta"), group=g)
+    case("prerope-bad-theta-attribute", [*fit, "--keys", "pre-rope"], rope_dump(attrs={"rope_theta": "lots"}),
+         codes=(65,), contains=("rope_theta",), group=g)
+    case("prerope-scaling", [*fit, "--keys", "pre-rope"],
+         rope_dump(attrs={**theta, "rope_scaling": '{"rope_type": "llama3", "factor": 8.0}'}),
+         codes=(65,), contains=("rope_scaling", "llama3"), group=g)
+    case("prerope-bad-style-attribute", [*fit, "--keys", "pre-rope"],
+         rope_dump(attrs={**theta, "rope_style": "diagonal"}), codes=(65,), contains=("rope_style",), group=g)
+    case("prerope-rotary-dim-attribute-too-big", [*fit, "--keys", "pre-rope"],
+         rope_dump(attrs={**theta, "rotary_dim": 8}), codes=(65,), contains=("rotary_dim",), group=g)
+    for label, opts, contains in (
+            ("bad-keys", ["--keys=sideways"], "--keys"),
+            ("bad-style", ["--keys", "pre-rope", "--rope-style=diagonal"], "--rope-style"),
+            ("rotary-dim-odd", ["--keys", "pre-rope", "--rotary-dim=3"], "--rotary-dim"),
+            ("rotary-dim-zero", ["--keys", "pre-rope", "--rotary-dim=0"], "--rotary-dim"),
+            ("rotary-dim-above-head-dim", ["--keys", "pre-rope", "--rotary-dim=8"], "--rotary-dim"),
+            ("theta-negative", ["--keys", "pre-rope", "--rope-theta=-5"], "--rope-theta"),
+            ("theta-nan", ["--keys", "pre-rope", "--rope-theta=nan"], "--rope-theta"),
+            ("theta-without-pre-rope", ["--rope-theta=10000"], "--rope-theta")):
+        case(f"prerope-opt-{label}", [*fit, *opts], rope_dump(attrs=theta), codes=(64,), contains=(contains,),
+             group=g)
+    case("prerope-eval-dump-without-pre-rope-keys", [*fit, "--keys", "pre-rope", "--eval", "n.h5"],
+         chain(rope_dump(attrs=theta), rope_dump("n.h5", attrs=theta, pre_rope=False)), codes=(65,),
+         contains=("n.h5", "key_pre_rope"), group=g)
+    case("prerope-eval-artifact-on-dump-without-pre-rope-keys", ["eval", "--artifact", "art", "n.h5"],
+         chain(rope_dump(attrs=theta), rope_dump("n.h5", attrs=theta, pre_rope=False),
+               kvstat_step("fit-lowrank", "r.h5", "-o", "art", "--quiet", "--keys", "pre-rope")),
+         codes=(65,), contains=("n.h5", "key_pre_rope"), group=g)
+    case("prerope-eval-artifact", ["eval", "--artifact", "art", "r.h5"],
+         chain(rope_dump(attrs=theta), kvstat_step("fit-lowrank", "r.h5", "-o", "art", "--quiet", "--keys",
+                                                   "pre-rope")),
+         check=stdout_json_ok(), group=g)
+    case("prerope-state", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--keys", "pre-rope"],
+         chain(rope_dump(attrs=theta), kvstat_step("analyze", "r.h5", "-o", "A", "--quiet", "--save-state",
+                                                   "a.state.h5")),
+         codes=(64,), contains=("--keys",), group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# xKV from state files (analyze --save-state --xkv-groups G; fit-lowrank STATE --method xkv --group-size G)
+# ---------------------------------------------------------------------------------------------------------
+
+def add_xkv_states():
+    g = "xkvstate"
+
+    def state(name, *extra, sequences="0"):
+        return kvstat_step("analyze", "g.h5", "--sequences", sequences, "-o", name + ".out", "--quiet",
+                           "--save-state", name + ".state.h5", *extra)
+    grouped = (good_dump(seed_name="xkvstate"), state("a", "--xkv-groups", "2"))
+    for label, value in (("one", "1"), ("zero", "0"), ("huge", "99999999")):
+        case(f"xkvstate-analyze-g-{label}", ["analyze", "g.h5", "-o", "out", "--quiet", "--save-state", "s.h5",
+                                              "--xkv-groups", value],
+             good_dump(seed_name="xkvstate"), codes=(64,), contains=("--xkv-groups",),
+             guess="G must be 2…65536: a group of one layer is its own Gram", group=g)
+    case("xkvstate-analyze-no-state", ["analyze", "g.h5", "-o", "out", "--quiet", "--xkv-groups", "2"],
+         good_dump(seed_name="xkvstate"), codes=(64,), contains=("--xkv-groups", "--save-state"),
+         guess="group Grams are only saved into a state file", group=g)
+    case("xkvstate-analyze-priced", ["analyze", "many.h5", "-o", "out", "--quiet", "--save-state", "s.h5",
+                                     "--xkv-groups", "65536"],
+         many_layers(2000, T=2, H=4, D=64), codes=(69,), contains=("many.h5", "xKV group Grams"),
+         guess="one group of 2000 layers × 256 channels: a ≈ 1 TB Gram → 69 naming it", group=g)
+
+    def no_null(ctx, m):
+        require(m.get("layer_groups") == [[0, 1], [2]], f"layer_groups {m.get('layer_groups')}")
+        require(m.get("xkv_null") is None, "a state fit has no xkv_null")
+        require(any(n.startswith("xkv_null omitted") for n in m.get("notes", [])), "no note on xkv_null")
+    case("xkvstate-fit-ok", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--method", "xkv",
+                             "--group-size", "2"], chain(*grouped), check=fit_ok(extra=no_null), group=g)
+    case("xkvstate-fit-merged-ok", ["fit-lowrank", "m.state.h5", "-o", "fit", "--quiet", "--method", "xkv",
+                                    "--group-size", "2"],
+         chain(*grouped, state("b", "--xkv-groups", "2", sequences="1"),
+               kvstat_step("merge", "a.state.h5", "b.state.h5", "-o", "M", "--quiet", "--save-state",
+                           "m.state.h5")),
+         check=fit_ok(extra=no_null), group=g)
+    case("xkvstate-fit-other-g", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--method", "xkv",
+                                  "--group-size", "3"], chain(*grouped), codes=(65,),
+         contains=("a.state.h5", "--xkv-groups 2", "--xkv-groups 3"), group=g)
+    case("xkvstate-fit-none", ["fit-lowrank", "p.state.h5", "-o", "fit", "--quiet", "--method", "xkv",
+                               "--group-size", "2"], chain(good_dump(seed_name="xkvstate"), state("p")),
+         codes=(65,), contains=("p.state.h5", "holds none", "--xkv-groups 2"), group=g)
+    mixed = (*grouped, state("p", sequences="1"),
+             kvstat_step("merge", "a.state.h5", "p.state.h5", "-o", "M", "--quiet", "--save-state", "m.state.h5"))
+    case("xkvstate-merge-mixed", ["merge", "a.state.h5", "p.state.h5", "-o", "m", "--quiet"],
+         chain(*grouped, state("p", sequences="1")),
+         check=analyze_ok("m"), guess="different groupings merge without group Grams (a note), exit 0", group=g)
+    case("xkvstate-fit-mixed", ["fit-lowrank", "m.state.h5", "-o", "fit", "--quiet", "--method", "xkv",
+                                "--group-size", "2"], chain(*mixed), codes=(65,),
+         contains=("m.state.h5", "holds none"), group=g)
+
+    def edit(change):
+        def setup(ctx):
+            for step in grouped:
+                step(ctx)
+            with h5py.File(ctx.p("a.state.h5"), "r+") as f:
+                change(f)
+        return setup
+
+    def drop_group(f):
+        del f["key/xkv_group/1"]
+
+    def more_rows(f):
+        f["value/xkv_group/0/gram_count"][0] = 10 ** 6
+
+    def option(value):
+        def change(f):
+            options = json.loads(f.attrs["options"])
+            options["xkv_group_size"] = value
+            f.attrs["options"] = json.dumps(options)
+        return change
+
+    def poisoned(f):
+        f["key/xkv_group/0/gram_lower_packed"][0] = np.nan
+    for label, change, words in (("group-removed", drop_group, ("xKV group",)),
+                                 ("count-beyond-rows", more_rows, ("xkv_group/0", "rows")),
+                                 ("size-one", option(1), ("xkv_group_size",)),
+                                 ("size-other", option(3), ("xKV group",)),
+                                 ("poisoned", poisoned, ("gram_lower_packed", "non-finite"))):
+        for cmd in (["merge", "a.state.h5", "-o", "m", "--quiet"],
+                    ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--method", "xkv", "--group-size", "2"]):
+            case(f"xkvstate-file-{label}-{cmd[0]}", cmd, edit(change), codes=(65,), contains=("a.state.h5", *words),
+                 group=g)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# kvstat compress / decompress (issue 15): the compressed cache (docs/compressed-format.md)
+# ---------------------------------------------------------------------------------------------------------
+
+def add_compress():
+    g = "compress"
+    fitted = (good_dump("g.h5", seed_name="compress"), kvstat_step("fit-lowrank", "g.h5", "-o", "art", "--quiet"))
+    matryoshka = (good_dump("g.h5", seed_name="compress"),
+                  kvstat_step("fit-lowrank", "g.h5", "-o", "art", "--quiet", "--method", "matryoshka"))
+    cskv = (good_dump("g.h5", seed_name="compress"),
+            kvstat_step("fit-lowrank", "g.h5", "-o", "art", "--quiet", "--method", "cskv", "--window", "4",
+                        "--quant", "int4", "--quant-group", "4"))
+    compressed = (*cskv, kvstat_step("compress", "g.h5", "--artifact", "art", "-o", "c.h5"))
+
+    def manifest_ok(ctx, value):
+        m = value.get("manifest", {})
+        if m.get("schema") != "kvstat.compressed/1" or value.get("compressed_file_bytes", 0) <= 0:
+            raise Broken(f"compress summary lacks the schema or the file size: {str(value)[:200]}")
+        if m.get("payload_bytes", 0) < m.get("accounted_bytes", 1):
+            raise Broken("payload below the accounting")
+
+    case("compress-ok", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5"], chain(*cskv),
+         check=stdout_json_ok(manifest_ok), guess="cskv int4 with a window: summary JSON on stdout", group=g)
+
+    def dump_ok(ctx):
+        """the decompressed dump holds the tokens and layers of the original"""
+        import h5py
+        with h5py.File(ctx.p("d.h5"), "r") as f:
+            layers = sorted(k for k in f if k.startswith("layer_"))
+            if len(layers) != 3 or f["layer_0/key"].attrs.get("axes") != "bthd":
+                raise Broken(f"decompressed dump layout: {layers}")
+            got = f["layer_0/key"][()]
+            if got.shape != (2, 16, 2, 4) or not np.all(np.isfinite(got)):
+                raise Broken(f"decompressed layer_0/key: shape {got.shape} or values not finite")
+    case("compress-decompress-ok", ["decompress", "c.h5", "-o", "d.h5"], chain(*compressed), check=dump_ok,
+         group=g)
+    case("compress-other-model", ["compress", "h4.h5", "--artifact", "art", "-o", "c.h5"],
+         chain(*fitted, good_dump("h4.h5", H=4)), codes=(65,), contains=("h4.h5", "projections.h5", "another model"),
+         group=g)
+    case("compress-output-is-dump", ["compress", "g.h5", "--artifact", "art", "-o", "g.h5"], chain(*fitted),
+         codes=(73,), contains=("g.h5",), group=g)
+    case("compress-output-is-artifact", ["compress", "g.h5", "--artifact", "art", "-o", "art/projections.h5"],
+         chain(*fitted), codes=(73,), contains=("projections.h5",), group=g)
+    case("compress-output-is-users-file", ["compress", "g.h5", "--artifact", "art", "-o", "notes/notes.txt"],
+         chain(*fitted, user_files("notes")), codes=(73,), contains=("notes.txt", "--force"), group=g)
+    case("compress-artifact-missing", ["compress", "g.h5", "--artifact", "nope", "-o", "c.h5"],
+         good_dump("g.h5", seed_name="compress"), codes=(66,), contains=("projections.h5",), group=g)
+    case("compress-rank-ratio-not-rung", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5",
+                                          "--rank-ratio", "0.3"],
+         chain(*matryoshka), codes=(64,), contains=("0.3", "rung"), group=g)
+    case("compress-rank-ratio-not-matryoshka", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5",
+                                                "--rank-ratio", "0.5"],
+         chain(*fitted), codes=(64,), contains=("matryoshka",), group=g)
+    for label, value in (("zero", "0"), ("above-one", "1.5"), ("nan", "nan")):
+        case(f"compress-rank-ratio-{label}", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5",
+                                              "--rank-ratio", value],
+             chain(*matryoshka), codes=(64,), contains=("--rank-ratio",), group=g)
+    case("compress-layers-missing", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5", "--layers", "7"],
+         chain(*fitted), codes=(65,), contains=("g.h5", "7"), group=g)
+    case("compress-empty-selection", ["compress", "g.h5", "--artifact", "art", "-o", "c.h5", "--tokens", "100:"],
+         chain(*fitted), codes=(65,), contains=("g.h5", "no valid tokens"), group=g)
+    case("decompress-not-a-cache", ["decompress", "g.h5", "-o", "d.h5"], good_dump("g.h5", seed_name="compress"),
+         codes=(65,), contains=("g.h5", "kvstat.compressed/1"), group=g)
+    case("decompress-missing", ["decompress", "nope.h5", "-o", "d.h5"], chain(), codes=(66,),
+         contains=("nope.h5",), group=g)
+    case("decompress-output-is-input", ["decompress", "c.h5", "-o", "c.h5"], chain(*compressed), codes=(73,),
+         contains=("c.h5",), group=g)
+
+    def edit(change):
+        def setup(ctx):
+            import h5py
+            with h5py.File(ctx.p("c.h5"), "r+") as f:
+                change(f)
+        return setup
+
+    def manifest_edit(**fields):
+        def change(f):
+            m = json.loads(f.attrs["manifest"])
+            m.update(fields)
+            f.attrs["manifest"] = json.dumps(m)
+        return change
+
+    def first_unit(f):
+        return f["units"][json.loads(f.attrs["manifest"])["units"][0]]
+
+    def shrink_codes(f):
+        u = first_unit(f)
+        codes = u["codes"][()]
+        del u["codes"]
+        u["codes"] = codes[:-1]
+
+    for label, change, words in (
+        ("lengths-longer", manifest_edit(lengths=[99, 99], tokens=198), ("c.h5", "lengths")),
+        ("window-negative", manifest_edit(window=-3), ("c.h5",)),
+        ("tokens-overflow", manifest_edit(latent_tokens=2 ** 62, window_tokens=2 ** 62), ("c.h5",)),
+        ("lengths-huge", manifest_edit(lengths=[2 ** 41, 1], tokens=2 ** 41 + 1), ("c.h5", "lengths")),
+        ("latent-count-lies", manifest_edit(latent_tokens=1, window_tokens=31), ("c.h5",)),
+        ("quant-unknown", manifest_edit(quantization="int3"), ("c.h5",)),
+        ("block-tokens-zero", manifest_edit(block_tokens=0), ("c.h5", "block_tokens")),
+        ("manifest-garbage", lambda f: f.attrs.__setitem__("manifest", "{not json"), ("c.h5",)),
+        ("unit-missing", lambda f: f["units"].__delitem__(json.loads(f.attrs["manifest"])["units"][0]),
+         ("c.h5",)),
+        ("codes-short", shrink_codes, ("c.h5",)),
+        ("window-missing", lambda f: f.__delitem__("window"), ("c.h5",)),
+        ("proj-resized", lambda f: (first_unit(f).__delitem__("proj"),
+                                    first_unit(f).create_dataset("proj", data=np.zeros((3, 2), "f4"))),
+         ("c.h5", "proj")),
+        # Found in review: these used to trap (index out of range, a read buffer too small).
+        ("channels-wide", lambda f: first_unit(f).attrs.__setitem__(
+            "channels", np.array([0, 2 * (first_unit(f).attrs["channels"][1])], dtype=np.int64)),
+         ("c.h5", "channels")),
+        ("codes-float32", lambda f: (lambda u, c: (u.__delitem__("codes"), u.create_dataset("codes", data=c)))(
+            first_unit(f), first_unit(f)["codes"][()].astype("f4")), ("c.h5", "float32", "uint8")),
+        ("scale-float32", lambda f: (lambda u, c: (u.__delitem__("scale"), u.create_dataset("scale", data=c)))(
+            first_unit(f), first_unit(f)["scale"][()].astype("f4")), ("c.h5", "float32", "float16")),
+        ("codes-but-unquantized", manifest_edit(quantization="none"), ("c.h5",)),
+    ):
+        case(f"decompress-{label}", ["decompress", "c.h5", "-o", "d.h5"], chain(*compressed, edit(change)),
+             codes=(65,), contains=words, group=g)
+
+
 def build_cases():
     if CASES:
         return CASES
@@ -1354,6 +1862,12 @@ def build_cases():
     add_files()
     add_chunks()
     add_fixtures()
+    add_merged_heads()
+    add_selections_and_corpora()
+    add_safetensors()
+    add_pre_rope()
+    add_xkv_states()
+    add_compress()
     return CASES
 
 

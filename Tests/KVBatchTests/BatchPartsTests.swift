@@ -1,6 +1,7 @@
 // The parts of `kvstat batch` on their own: input expansion (folders, globs, manifests), shards, the
 // SQLite ledger and the output-folder lock.
 import Foundation
+import KVStat
 import Testing
 
 @testable import KVBatch
@@ -61,5 +62,24 @@ import Testing
         let first = try DirectoryLock(directory: root)
         #expect(throws: BatchError.self) { try DirectoryLock(directory: root) }
         withExtendedLifetime(first) {}
+    }
+
+    /// A fit's projections.safetensors (its header written by kvstat's own writer, which escapes the slash in
+    /// `kvstat.fit/1`) is never taken for a dump; another safetensors file is.
+    @Test func fitSafetensorsAreKVStatsOwn() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvstat-fitst-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var writer = SafetensorsWriter()
+        writer.metadata["format"] = "kvstat.fit/1"
+        writer.add("layers.0.key.proj", shape: [2, 1], values: [1, 0])
+        let fit = folder.appendingPathComponent("copied.safetensors").path
+        try writer.encoded().write(to: URL(fileURLWithPath: fit))
+        #expect(String(decoding: try Data(contentsOf: URL(fileURLWithPath: fit)), as: UTF8.self).contains("fit\\/1"))
+        #expect(BatchInputs.isKVStatOwn(fit))
+        var other = SafetensorsWriter()
+        other.add("layer_0.key", shape: [1, 1, 2, 1], values: [1, 2])
+        let dump = folder.appendingPathComponent("dump.safetensors").path
+        try other.encoded().write(to: URL(fileURLWithPath: dump))
+        #expect(!BatchInputs.isKVStatOwn(dump))
     }
 }

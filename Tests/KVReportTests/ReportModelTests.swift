@@ -126,7 +126,7 @@ import Testing
         #expect(f.sinks.map(\.position) == [5, 2] && f.sinks.map(\.hits) == [3, 1])
         // Pre-RoPE keys: tokens 7 and 2 once each: the earlier position.
         #expect(
-            f.sinks[1].sentence == "Pre-RoPE keys: attention-sink tokens (norm above 6× the median) most often at "
+            f.sinks[1].sentence == "Pre-RoPE keys: large-norm tokens (norm above 6× the median) most often at "
                 + "position 2 (1 layer-sequence hits).")
     }
 
@@ -239,7 +239,7 @@ import Testing
         let html = ReportHTML.render(stats: r)
         for title in [
             "pre-RoPE keys: singular values", "pre-RoPE keys: cumulative energy",
-            "pre-RoPE keys: layer l with the next analysed layer", "pre-RoPE keys: linear CKA",
+            "Adjacent layers: linear CKA", "pre-RoPE keys: linear CKA",
             "pre-RoPE keys: max |x| ÷ median channel&#39;s",
             "pre-RoPE keys: energy in the lowest frequencies",
             "Pre-RoPE keys reach 90 % energy", "4 pair(s) have an undefined measure",

@@ -153,7 +153,7 @@ import Testing
         #expect(e.bytes(of: "Gram matrices") == 2 * L * (8 * C * (C + 1) / 2 + 8 * C))
         // Moments and the position profile (Σ|x| per bucket and channel, plus the bucket counts).
         #expect(e.bytes(of: "channel moments") == 2 * L * 36 * C + 2 * L * 8 * PositionProfile.bucketCount * (C + 1))
-        #expect(e.bytes(of: "token-norm sketches") == 2 * L * (48 * 100 + 24 * 64))
+        #expect(e.bytes(of: "token-norm sketches") == 2 * L * (48 * 100 + 2 * 24 * 64))
         #expect(e.bytes(of: "cross-layer products") == 2 * P * 8 * C * C)
         // Stages: block pass (2 + 2.5)·4·B·C + 4·C² = 2560; eigen 24·C² + 16·C·8 + L·8·C·8 = 1536 + 1024 +
         // 1536 = 4096; DCT 2.5 × 10·4·4·2 + 80 + 4 plans × (1 piece (8 channels: one chunk of 16) × (2·4·16·16
@@ -181,7 +181,7 @@ import Testing
         let xkv = MemoryEstimate.fit(
             kinds: kinds, layers: L, groupSize: 2, matryoshka: false, blockRows: 8, keepRatio: 0.25,
             queryHeads: 0, headDim: 4, attentionQueries: 64, longestSequence: 100)
-        #expect(xkv.bytes(of: "Gram matrices") == 8 * 32 * 33 / 2 + 8 * 32)
+        #expect(xkv.bytes(of: "Gram matrices") == 2 * (8 * 32 * 33 / 2 + 8 * 32))  // the fit's and its null's
         #expect(xkv.bytes(of: "projections") == 2 * 4 * 32 * 8)  // 2 groups, r = ⌈0.25·32⌉
         #expect(xkv.bytes(of: "eigen stage") == 40 * 32 * 32)
         // Matryoshka, per head (D = 4): every layer's Gram held.

@@ -16,6 +16,20 @@ enum Fixtures {
 
     static func path(_ name: String) -> String { dumps.appendingPathComponent(name).path }
 
+    /// Runs the fixture script `Tests/Fixtures/<script>` with python3 into a new temporary folder named after
+    /// `prefix` and returns the folder. A failure shows as missing files in the tests that use them, not as a
+    /// crash. Callers keep the folder in a `static let`, so each script runs once per test process.
+    static func generated(by script: String, prefix: String) -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+            .path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", dumps.deletingLastPathComponent().appendingPathComponent(script).path, folder]
+        try? process.run()
+        process.waitUntilExit()
+        return folder
+    }
+
     /// What make_fixtures.py recorded about a good fixture.
     struct Truth: Decodable {
         var layers: Int

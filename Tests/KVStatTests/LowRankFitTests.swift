@@ -233,7 +233,24 @@ struct PlantedDump {
         options.window = 32
         options.blockTokens = 128
         let rungs = try LowRankSweep.run(try Dump(path: Self.sample), options: options)
-        #expect(Set(rungs.map(\.method)) == Set(FitMethod.allCases.map(\.rawValue)))
+        let quantized = QuantizationSweep.schemes(ladder: options.ladder, quantGroup: options.quantGroup).map(\.name)
+        #expect(
+            Set(rungs.map(\.method))
+                == Set(FitMethod.allCases.map(\.rawValue) + [LowRankSweep.nullMethod] + quantized))
+        // The sweep's quantized cskv points rebuild as `--method cskv --quant int4` does (the same basis up to the
+        // eigensolver's rounding, quantizer and groups; the sweep's memory counts the groups exactly, the fit's
+        // per token).
+        let int4 = try Self.fit(Self.sample) {
+            $0.method = .cskv
+            $0.layers = [0, 1, 2, 3]
+            $0.budget = .keepRatio(0.125)
+            $0.window = 32
+            $0.quantization = .int4
+            $0.blockTokens = 128
+        }
+        let sweptInt4 = try #require(rungs.first { $0.method == "cskv-int4" && $0.keepRatio == 0.125 })
+        #expect(abs(sweptInt4.fitError! - int4.report.fit.overall["all"]!!) <= 1e-5)
+        #expect(abs(sweptInt4.memoryRatio - int4.report.memoryRatio) <= 0.01)
         for method in FitMethod.allCases {
             let direct = try Self.fit(Self.sample) {
                 $0.method = method

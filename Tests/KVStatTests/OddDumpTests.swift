@@ -9,18 +9,7 @@ import Testing
 
 /// The odd dumps, generated once per test process into a temporary folder.
 enum OddDumps {
-    static let directory: String = {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvstat-odd-\(UUID().uuidString)")
-            .path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/make_odd_dumps.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, folder]
-        try? process.run()  // a failure shows as missing files in the tests that use them, not a crash
-        process.waitUntilExit()
-        return folder
-    }()
+    static let directory = Fixtures.generated(by: "make_odd_dumps.py", prefix: "kvstat-odd")
 
     static func path(_ name: String) -> String { directory + "/" + name }
 }
@@ -221,7 +210,7 @@ func rowsOf(bhtd stored: [Float], heads: Int = 2, tokens: Int = 6, dim: Int = 4)
     @Test func layoutPlaceholdersAreChecked() throws {
         let good = LayoutSpec(key: "/a/{layer:03}/k", value: "/a/{layer:03}/v", axes: "thd")
         try good.check()
-        #expect(LayoutSpec.expand(good.key, layer: 7) == "/a/007/k")
+        #expect(LayoutSpec.expand(good.key ?? "", layer: 7) == "/a/007/k")
         // expand itself never builds an absurd string, whatever it is given.
         #expect(LayoutSpec.expand("{layer:0999999999999}", layer: 1).count == LayoutSpec.maxPadding)
         var bad = good

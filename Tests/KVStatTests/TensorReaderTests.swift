@@ -11,15 +11,7 @@ import Testing
 /// The reader's fixtures, generated once per test process into a temporary folder.
 enum ReadFixtures {
     static let directory: String = {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvstat-read-\(UUID().uuidString)")
-            .path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/make_read_fixtures.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, folder]
-        try? process.run()  // a failure shows as missing files in the tests that use them, not a crash
-        process.waitUntilExit()
+        let folder = Fixtures.generated(by: "make_read_fixtures.py", prefix: "kvstat-read")
         atexit { try? FileManager.default.removeItem(atPath: ReadFixtures.directory) }  // ~26 MB
         return folder
     }()

@@ -132,7 +132,7 @@ struct CLI {
         #expect(
             files == [
                 ".kvstat", "channels.csv", "frequency.csv", "layers.csv", "report.html", "similarity.csv",
-                "spectra.csv", "stats.json", "summary.md",
+                "sinks.csv", "spectra.csv", "stats.json", "summary.md",
             ])
         let stats = try #require(
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/stats.json")))
@@ -267,7 +267,10 @@ struct CLI {
         let check = try CLI.run(["/usr/bin/env", "python3", "-c", Self.python, out, CLI.sample], direct: true)
         #expect(check.status == 0 && check.stdout.hasPrefix("ok"), "\(check.stderr)")
         let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n")
-        #expect(csv.first == "layer,kind,rank,dimension,fit_error,held_out_error,external_error")
+        let columns =
+            "layer,kind,rank,dimension,fit_error,held_out_error,external_error,xkv_grouped_error,xkv_null_error,"
+            + "xkv_per_layer_error"
+        #expect(csv.first.map(String.init) == columns)
         #expect(csv.count == 1 + 2 * 3)
         // `kvstat eval` on the same dump reproduces the fit's own errors.
         let eval = try CLI.run(["eval", "--artifact", out, CLI.sample])
@@ -292,8 +295,14 @@ struct CLI {
         ])
         #expect(run.status == 0, "\(run.stderr)")
         let sweep = try String(contentsOfFile: out + "/sweep.csv", encoding: .utf8).split(separator: "\n")
-        #expect(sweep.first == "method,keep_ratio,memory_ratio,fit_error,held_out_error")
-        #expect(sweep.count == 1 + 4 * 5)
+        #expect(sweep.first == "method,keep_ratio,memory_ratio,fit_error,held_out_error,attention_output_error")
+        // Four methods and xKV's shuffled-token null at five keep ratios each; the quantization points: KIVI (6),
+        // cskv int4 and int8 at each keep ratio (10), GEAR (3).
+        #expect(sweep.count == 1 + 5 * 5 + 6 + 10 + 3)
+        #expect(sweep.filter { $0.hasPrefix("kivi-int4-g32,0.25,") }.count == 1)
+        #expect(sweep.filter { $0.hasPrefix("cskv-int4,") }.count == 5)
+        #expect(sweep.filter { $0.hasPrefix("gear-int2-r0.0625-s0.01,") }.count == 1)
+        #expect(sweep.filter { $0.hasPrefix("xkv_null,") }.count == 5)
         let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: out + "/projections.safetensors")).readData(
             ofLength: 1 << 16)
         #expect(String(decoding: header, as: UTF8.self).contains("layers.1.value.heads.11.proj"))
@@ -345,11 +354,12 @@ struct CLI {
     static let committed = CLI.repository.appendingPathComponent("notebooks-data/minilm-sample.kvstat").path
 
     /// The committed outputs beside the sample are what this kvstat computes (regenerate them with
-    /// `kvstat analyze notebooks-data/minilm-sample.h5 -o notebooks-data/minilm-sample.kvstat` after a change).
+    /// `kvstat analyze notebooks-data/minilm-sample.h5 -o notebooks-data/minilm-sample.kvstat --no-causal` after a
+    /// change; MiniLM is an encoder).
     @Test func committedSampleOutputsAreCurrent() throws {
         let fresh = FitCLITests.directory("fresh")
         defer { try? FileManager.default.removeItem(atPath: fresh) }
-        let run = try CLI.run(["analyze", CLI.sample, "-o", fresh, "--quiet"])
+        let run = try CLI.run(["analyze", CLI.sample, "-o", fresh, "--quiet", "--no-causal"])
         #expect(run.status == 0, "\(run.stderr)")
         func load(_ directory: String) throws -> [String: Any] {
             try #require(
@@ -359,6 +369,8 @@ struct CLI {
         let a = try load(Self.committed)
         let b = try load(fresh)
         #expect(a["schema"] as? String == b["schema"] as? String)
+        // Every section a fresh run writes is in the committed file (a new statistic means: regenerate it).
+        #expect(Set(a.keys) == Set(b.keys), "regenerate notebooks-data/minilm-sample.kvstat")
         let la = try #require(a["layers"] as? [[String: Any]])
         let lb = try #require(b["layers"] as? [[String: Any]])
         #expect(la.count == lb.count)
@@ -375,7 +387,8 @@ struct CLI {
             }
         }
         for name in [
-            "layers.csv", "similarity.csv", "channels.csv", "frequency.csv", "spectra.csv", "report.html", "summary.md",
+            "layers.csv", "similarity.csv", "channels.csv", "frequency.csv", "spectra.csv", "sinks.csv", "report.html",
+            "summary.md",
         ] {
             #expect(
                 FileManager.default.fileExists(atPath: Self.committed + "/" + name),
@@ -403,5 +416,78 @@ struct CLI {
                 CLI.repository.appendingPathComponent("notebooks-data/explore.ipynb").path, "--output-dir", out,
             ], direct: true)
         #expect(run.status == 0, "\(run.stderr)")
+    }
+}
+
+/// xKV's shuffled-token control end to end: each group's entry sits on the right group with the group's rank,
+/// fit.csv repeats it on the group's layers, the summary prints both gains, and the report has its table.
+@Suite struct ShuffledNullCLITests {
+    struct Manifest: Decodable {
+        struct Unit: Decodable {
+            var kind: String
+            var layers: [Int]
+            var rank: Int
+        }
+        struct Control: Decodable {
+            var kind: String
+            var layers: [Int]
+            var rank: Int
+            var perLayerRank: Int
+            var groupedError, nullError, perLayerError, realGain, accountingGain: Double?
+            enum CodingKeys: String, CodingKey {
+                case kind, layers, rank
+                case perLayerRank = "per_layer_rank"
+                case groupedError = "grouped_error"
+                case nullError = "null_error"
+                case perLayerError = "per_layer_error"
+                case realGain = "real_gain"
+                case accountingGain = "accounting_gain"
+            }
+        }
+        var units: [Unit]
+        var layerGroups: [[Int]]
+        var xkvNull: [Control]
+        enum CodingKeys: String, CodingKey {
+            case units
+            case layerGroups = "layer_groups"
+            case xkvNull = "xkv_null"
+        }
+    }
+
+    @Test func xkvFitCarriesItsNull() throws {
+        let out = FitCLITests.directory("xkv-null")
+        let run = try CLI.run(["fit-lowrank", CLI.sample, "--method", "xkv", "--group-size", "4", "-o", out])
+        #expect(run.status == 0, "\(run.stderr)")
+        let manifest = try JSONDecoder().decode(
+            Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")))
+        // Six layers in groups of 4: [0-3] and [4, 5], keys and values, each with its control.
+        #expect(manifest.layerGroups == [[0, 1, 2, 3], [4, 5]])
+        #expect(manifest.xkvNull.count == 4)
+        for control in manifest.xkvNull {
+            let unit = try #require(manifest.units.first { $0.kind == control.kind && $0.layers == control.layers })
+            #expect(
+                control.rank == unit.rank
+                    && control.perLayerRank == (unit.rank + control.layers.count / 2)
+                        / control.layers.count
+            )
+            let (grouped, null, perLayer) = (
+                try #require(control.groupedError), try #require(control.nullError),
+                try #require(control.perLayerError)
+            )
+            #expect(control.realGain == null - grouped && control.accountingGain == perLayer - null)
+            // The per-layer fit is the null's own best allocation restricted to r per layer: never better.
+            #expect(perLayer >= null - 1e-9, "\(control.kind) \(control.layers)")
+        }
+        let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        for line in csv {
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            let control = try #require(
+                manifest.xkvNull.first { $0.kind == cells[1] && $0.layers.contains(Int(cells[0]) ?? -1) })
+            #expect(Double(cells[8]) == control.nullError && Double(cells[9]) == control.perLayerError, "\(line)")
+        }
+        let stderr = run.stderr
+        #expect(stderr.contains("xkv against its shuffled-token null") && stderr.contains("accounting gain"))
+        let report = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        #expect(report.contains("cross-layer gain real?") && report.contains("<th>accounting gain</th>"))
     }
 }

@@ -50,7 +50,7 @@ enum OddDumpFiles {
         #expect(
             result.stderr
                 == "kvstat: error: \(layout): unknown key 'lenghts' in layout file; known keys are key, value, axes "
-                + "(required) and query, key_pre_rope, layers, lengths, attention_mask\n"
+                + "(together) and query, key_pre_rope, layers, lengths, attention_mask, kv_heads, query_heads\n"
         )
     }
 

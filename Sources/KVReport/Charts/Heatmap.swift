@@ -28,7 +28,8 @@ public struct Heatmap {
     public func render() -> String {
         let rows = values.count
         let columns = values.map(\.count).max() ?? 0
-        let left = 56.0
+        // The left margin holds the widest row name and the rotated row title (about 20 px).
+        let left = max(56.0, 28 + ((rowNames ?? []).map { LabelFit.width($0, size: 9) }.max() ?? 0))
         let top = 28.0
         let bottom = 40.0
         let barWidth = 70.0
@@ -42,12 +43,13 @@ public struct Heatmap {
         let finite = values.flatMap { $0 }.compactMap { $0 }.filter(\.isFinite)
         guard let lo = finite.min(), let hi = finite.max() else {
             svg.text(width / 2, height / 2, "no data", anchor: .middle)
-            return svg.render(label: title)
+            return svg.render(label: title, chart: "heatmap")
         }
         let domain = self.domain ?? (lo...hi)
         let span = domain.upperBound - domain.lowerBound
         let rowNames = self.rowNames ?? (0..<rows).map(String.init)
         let columnNames = self.columnNames ?? (0..<columns).map(String.init)
+        svg.beginData()
         for (r, row) in values.enumerated() {
             for (c, value) in row.enumerated() {
                 guard let value, value.isFinite else { continue }
@@ -60,9 +62,14 @@ public struct Heatmap {
                 )
             }
         }
-        // Axis labels: at most ~16 per axis.
-        let rowEvery = max(1, rows / 16)
-        let columnEvery = max(1, columns / 16)
+        svg.endData()
+        // The grid's outline (and the plotted area tests read).
+        svg.rect(left, top, cellW * Double(columns), cellH * Double(rows), fill: "none", cls: "plot")
+        // Axis labels: every k-th row and column, k the smallest that keeps neighbouring labels apart (9 px labels
+        // are about 11 px tall; columns by their widest name).
+        let rowEvery = LabelFit.every(count: rows, spacing: cellH, extent: 9, gap: 2)
+        let widest = columnNames.map { LabelFit.width($0, size: 9) }.max() ?? 0
+        let columnEvery = LabelFit.every(count: columns, spacing: cellW, extent: widest)
         for r in stride(from: 0, to: rows, by: rowEvery) {
             svg.text(left - 4, top + (Double(r) + 0.5) * cellH + 4, rowNames[r], size: 9, anchor: .end)
         }
@@ -83,6 +90,6 @@ public struct Heatmap {
         svg.text(barX + 16, top + 8, ChartFormat.number(domain.upperBound), size: 9)
         svg.text(barX + 16, top + barH, ChartFormat.number(domain.lowerBound), size: 9)
         if valueLabel.count <= 10 { svg.text(barX + 6, top + barH + 14, valueLabel, size: 9, anchor: .middle) }
-        return svg.render(label: title)
+        return svg.render(label: title, chart: "heatmap")
     }
 }

@@ -47,12 +47,14 @@ public struct SVG {
                 + (dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>")
     }
 
-    /// A rectangle, with a hover title when given.
+    /// A rectangle, with a hover title when given (`cls`: a class, e.g. "plot" for a chart's plotted area).
     public mutating func rect(
-        _ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, title: String? = nil, stroke: String? = nil
+        _ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, title: String? = nil, stroke: String? = nil,
+        cls: String? = nil
     ) {
         let open =
-            "<rect x=\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" width=\"\(SVG.n(max(w, 0)))\" height=\"\(SVG.n(max(h, 0)))\" "
+            (cls.map { "<rect class=\"\($0)\" x=" } ?? "<rect x=")
+            + "\"\(SVG.n(x))\" y=\"\(SVG.n(y))\" width=\"\(SVG.n(max(w, 0)))\" height=\"\(SVG.n(max(h, 0)))\" "
             + "fill=\"\(fill)\""
             + (stroke.map { " stroke=\"\($0)\"" } ?? "")
         body.append(title.map { open + "><title>\(escapeXML($0))</title></rect>" } ?? open + "/>")
@@ -88,9 +90,17 @@ public struct SVG {
         )
     }
 
-    /// The finished `<svg>` element, with `label` as its accessible name.
-    public func render(label: String) -> String {
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(SVG.n(width)) \(SVG.n(height))\" "
+    /// Opens a group of the chart's data marks (`<g class="data">`: lines, points, cells), closed by `endData`.
+    /// Tests read the data's extent from it.
+    public mutating func beginData() { body.append("<g class=\"data\">") }
+
+    public mutating func endData() { body.append("</g>") }
+
+    /// The finished `<svg>` element, with `label` as its accessible name and `chart` its kind ("line",
+    /// "heatmap") in `data-chart`.
+    public func render(label: String, chart: String? = nil) -> String {
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" "
+            + (chart.map { "data-chart=\"\($0)\" " } ?? "") + "viewBox=\"0 0 \(SVG.n(width)) \(SVG.n(height))\" "
             + "width=\"\(SVG.n(width))\" height=\"\(SVG.n(height))\" role=\"img\" "
             + "aria-label=\"\(escapeXML(label))\" font-family=\"sans-serif\">"
             + body.joined() + "</svg>"

@@ -102,7 +102,8 @@ public struct Findings: Sendable {
         }
     }
 
-    /// The token position that is most often an attention sink (norm above outlier_factor × the median).
+    /// The token position that most often has a large norm (above outlier_factor × the median); attention-mass
+    /// sinks, which may have small norms, are `SinkFindings`'.
     public struct Sinks: Sendable, Equatable {
         public var kind: TensorKind
         /// The position; ties go to the earliest position.
@@ -112,7 +113,7 @@ public struct Findings: Sendable {
         public var factor: Double
 
         public var sentence: String {
-            "\(kind.sentencePlural): attention-sink tokens (norm above \(ChartFormat.number(factor))× the median) "
+            "\(kind.sentencePlural): large-norm tokens (norm above \(ChartFormat.number(factor))× the median) "
                 + "most often at position \(position) (\(hits) layer-sequence hits)."
         }
     }

@@ -32,8 +32,8 @@ public struct FitSeries: Sendable {
         public var attentionError: Double?
     }
 
-    /// One series per sweep method (sorted by name, colour = that order): (memory ratio, held-out error, else fit
-    /// error) sorted by memory; empty without sweeps.
+    /// One series per sweep method or quantization family (`family`; sorted by name, colour = that order): (memory
+    /// ratio, held-out error, else fit error) sorted by memory; empty without sweeps.
     public var pareto: [PlotSeries] = []
     /// Some sweep point has a held-out error (the Pareto plot shows held-out errors where they exist).
     public var paretoHeldOut = false
@@ -42,10 +42,10 @@ public struct FitSeries: Sendable {
 
     public init(_ reports: [FitReport]) {
         let sweep = reports.flatMap { $0.sweep ?? [] }
-        pareto = Set(sweep.map(\.method)).sorted().enumerated().map { i, m in
+        pareto = Set(sweep.map { Self.family($0.method) }).sorted().enumerated().map { i, m in
             PlotSeries(
                 name: m,
-                points: sweep.filter { $0.method == m }.sorted { $0.memoryRatio < $1.memoryRatio }
+                points: sweep.filter { Self.family($0.method) == m }.sorted { $0.memoryRatio < $1.memoryRatio }
                     .compactMap { r in (r.heldOutError ?? r.fitError).map { (r.memoryRatio, $0) } }, colorIndex: i)
         }
         paretoHeldOut = sweep.contains { $0.heldOutError != nil }
@@ -87,6 +87,14 @@ public struct FitSeries: Sendable {
                 kind: kind, data: HeatmapData(values: rows, rowNames: fit.layers.map(String.init), columnNames: nil))
         }
         return Fit(method: fit.method, memoryRatio: fit.memoryRatio, errors: errors, headRanks: headRanks)
+    }
+
+    /// The Pareto series of a sweep method: the quantization points' families (`kivi-int4-g32` → `kivi g32`, every
+    /// `gear-…` → `gear`; one line through their bit widths), every other method its own series.
+    static func family(_ method: String) -> String {
+        if method.hasPrefix("kivi-"), let g = method.split(separator: "-").last { return "kivi \(g)" }
+        if method.hasPrefix("gear-") { return "gear" }
+        return method
     }
 
     /// Root mean square; nil for no values.

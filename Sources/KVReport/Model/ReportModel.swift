@@ -20,6 +20,8 @@ public struct ReportModel: Sendable {
     public var spectra: [SpectraSeries]
     /// Similarity per kind with computed pairs.
     public var similarity: [SimilaritySeries]
+    /// Each similarity measure of adjacent pairs against depth, one series per kind (CKA, cosine, subspace).
+    public var depthSimilarity: [DepthSimilarity]
     public var outliers: OutlierSeries
     public var frequency: FrequencySeries
 
@@ -32,6 +34,7 @@ public struct ReportModel: Sendable {
         similarityTable = SimilarityTable(r)
         spectra = kinds.map { SpectraSeries(r, kind: $0) }
         similarity = similarityKinds.map { SimilaritySeries(r, kind: $0) }
+        depthSimilarity = similarityKinds.isEmpty ? [] : DepthSimilarity.all(r)
         outliers = OutlierSeries(r)
         frequency = FrequencySeries(r)
     }

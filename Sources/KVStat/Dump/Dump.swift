@@ -61,16 +61,29 @@ public final class Dump: Sendable {
     public let layerNumbers: [Int]
     /// Row of `layout.tensors` for each layer number.
     private let rows: [Int: Int]
-    /// The file as it was when opened (see `checkUnchanged()`).
-    let snapshot: FileSnapshot
+    /// The files the tensors are read from: the HDF5 file, or the safetensors files (a folder's in name order).
+    public let sourceFiles: [String]
+    /// The files as they were when opened (see `checkUnchanged()`).
+    let snapshot: SourceSnapshot
 
-    /// Opens and validates the dump at `path`, detecting its layout unless `layout` is given.
+    /// Opens and validates the dump at `path`, detecting its layout unless `layout` is given. `path` is an HDF5
+    /// file, a safetensors file, or a folder of safetensors files (`DumpSource`); safetensors tensors are read
+    /// through an in-memory HDF5 catalogue of them (`SafetensorsCatalogue`), so everything below is the same.
     public init(path: String, layout spec: LayoutSpec? = nil) throws(DumpError) {
         self.path = path
-        let before = FileSnapshot(path: path)
+        let source = try DumpSource.resolve(path)
+        sourceFiles = source.files
+        let before = SourceSnapshot(paths: source.files)
         let opened = try translatingHDF5Errors(file: path) {
-            () throws -> (HDF5File, HDF5Group, DumpLayout, [String: String]) in
-            let file = try HDF5File.open(path)
+            () throws -> (HDF5File, HDF5Group, DumpLayout, [String: String], Int?) in
+            let file: HDF5File
+            var imageBytes: Int?
+            switch source {
+            case .hdf5: file = try HDF5File.open(path)
+            case .safetensors(let files, let inFolder):
+                let catalogue = try SafetensorsCatalogue.open(files: files, inFolder: inFolder, label: path)
+                (file, imageBytes) = (catalogue.0, catalogue.1)
+            }
             let root = try file.root()
             let layout = try LayoutDetector.detect(root: root, spec: spec)
             var attributes: [String: String] = [:]
@@ -86,14 +99,17 @@ public final class Dump: Sendable {
                     attributes[name] = shown.joined(separator: ", ") + more
                 }
             }
-            return (file, root, layout, attributes)
+            return (file, root, layout, attributes, imageBytes)
         }
-        guard let snapshot = before else {
+        guard before.isComplete, let firstSize = before.files.first??.size else {
             throw DumpError(
                 .changedDuringRun, "changed while it was being opened (it could not be stat'ed)",
                 file: path)
         }
+        let snapshot = before
         self.snapshot = snapshot
+        // Bounds contiguous data in an HDF5 file; a catalogue's datasets are external, bounded by their headers.
+        let fileSize = opened.4 ?? firstSize
         (file, layout, attributes) = (opened.0, opened.2, opened.3)
         let root = opened.1
         layerNumbers = layout.layerNumbers
@@ -101,7 +117,7 @@ public final class Dump: Sendable {
         let validated = try translatingHDF5Errors(file: path) {
             try Dump.validate(
                 layout: opened.2, root: root, fileDtype: opened.3["dtype"], path: path,
-                fileSize: snapshot.size)
+                fileSize: fileSize)
         }
         kinds = layout.kinds
         format = validated.format
@@ -109,7 +125,7 @@ public final class Dump: Sendable {
         let runs = try translatingHDF5Errors(file: path) {
             try Dump.tokenRuns(
                 layout: opened.2, root: root, sequences: validated.sequences,
-                tokens: validated.maxTokens, path: path, fileSize: snapshot.size)
+                tokens: validated.maxTokens, path: path, fileSize: fileSize)
         }
         tokenRuns = runs
         shape = DumpShape(
@@ -132,7 +148,7 @@ public final class Dump: Sendable {
                 try StorageCheck.checkChunks(dataset, axes: axes, layerIndices: layerIndices, runs: runs)
             }
         }
-        let after = FileSnapshot(path: path)
+        let after = SourceSnapshot(paths: snapshot.paths)
         if after != snapshot {
             throw DumpError(
                 .changedDuringRun, "changed while it was being opened (\(snapshot.changes(to: after)))",
@@ -163,6 +179,24 @@ public final class Dump: Sendable {
             throw DumpError(.badLayout, "layer \(layer) has no \(kind.rawValue) tensor", file: path)
         }
         return (try file.root().dataset(location.datasetPath), location)
+    }
+
+    /// Whether the dump's queries can meet its keys in q·kᵀ (attention-level errors, attention-mass sinks): it has
+    /// queries, and they were not written before RoPE. A root `query_rope` attribute says so ("post-RoPE" or
+    /// "none"; "pre-RoPE" is refused); without one, dumps of tools/kvdump.py before it wrote that attribute are
+    /// known by their `rope` attribute, which called the queries "raw q_proj" outputs (pre-RoPE).
+    public var hasAttendableQueries: Bool {
+        guard kinds.contains(.query) else { return false }
+        if let declared = attributes["query_rope"] { return declared.lowercased() != "pre-rope" }
+        return !(attributes["rope"]?.contains("raw q_proj") ?? false)
+    }
+
+    /// Why `hasAttendableQueries` is false, for notes and the sinks section.
+    public var unattendableQueriesReason: String {
+        kinds.contains(.query)
+            ? "the dump's queries were written before RoPE (its query_rope/rope attributes say so) and cannot meet "
+                + "its post-RoPE keys; re-dump them after RoPE (tools/kvdump.py --queries does)"
+            : "the dump has no queries"
     }
 
     /// Bytes the tensors occupy in the file.
@@ -222,14 +256,18 @@ public final class Dump: Sendable {
     ) throws -> Validated {
         var result = Validated()
         var reference: (path: String, b: Int, h: Int, t: Int, d: Int)?
-        var seen: [String: (Int, [Int])] = [:]  // dataset path → (index in partlyWritten or -1, shape)
+        var seen: [String: (Int, [Int])] = [:]  // dataset reading → (index in partlyWritten or -1, shape)
+        var storedPaths: Set<String> = []
         guard !layout.tensors.isEmpty else {
             throw DumpError(.badLayout, "has no layers: nothing to analyse")
         }
         for row in layout.tensors {
             for kind in TensorKind.allCases {
                 guard let location = row[kind] else { continue }
-                if let (index, shape) = seen[location.datasetPath] {
+                // A dataset read under the same axes and head count was checked already; one that two kinds read
+                // differently (a layout file's per-kind axes) is checked again under each reading.
+                let reading = "\(location.datasetPath)\u{0}\(location.axes)\u{0}\(location.heads ?? 0)"
+                if let (index, shape) = seen[reading] {
                     // Another layer of a stacked dataset already checked: only its layer index is new.
                     if let l = location.layerIndex, l >= extent(shape, location.axes, "l") {
                         let stored = extent(shape, location.axes, "l")
@@ -262,10 +300,16 @@ public final class Dump: Sendable {
                             + "for",
                         dataset: dataset.path)
                 }
-                let b = extent(shape, location.axes, "b")
-                let h = extent(shape, location.axes, "h")
-                let t = extent(shape, location.axes, "t")
-                let d = extent(shape, location.axes, "d")
+                guard let (b, h, t, d) = location.extents(of: shape) else {
+                    // LayoutDetector resolves every `c` axis's head count to one that divides it; kept as the error
+                    // a layout built some other way would get.
+                    let channels = extent(shape, location.axes, "c")
+                    throw DumpError(
+                        .badData,
+                        "has \(channels) channels (axes \(location.axes)), not a multiple of its "
+                            + "\(location.heads.map(String.init) ?? "unknown") heads",
+                        dataset: dataset.path)
+                }
                 guard h > 0, d > 0, b > 0 else {
                     throw DumpError(
                         .badData, "has an empty batch, head or head_dim axis (shape \(shape), axes \(location.axes))",
@@ -316,11 +360,12 @@ public final class Dump: Sendable {
                 let unpadded = layout.lengthsPath == nil && layout.attentionMaskPath == nil
                 try StorageCheck.check(dataset, dumpPath: path, fileSize: fileSize, requireAll: unpadded)
                 if case .partly = dataset.writtenState {
-                    seen[location.datasetPath] = (result.partlyWritten.count, shape)
+                    seen[reading] = (result.partlyWritten.count, shape)
                     result.partlyWritten.append((dataset, location.axes, [location.layerIndex]))
                 } else {
-                    seen[location.datasetPath] = (-1, shape)
+                    seen[reading] = (-1, shape)
                 }
+                guard storedPaths.insert(dataset.path).inserted else { continue }  // listed once, however read
                 result.stored.append(
                     StoredTensor(
                         path: dataset.path, shape: shape, axes: location.axes.description, format: format,

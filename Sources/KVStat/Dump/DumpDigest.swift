@@ -1,15 +1,17 @@
-// The SHA-256 of a dump file, for provenance in manifests (analyze hashes on a background thread instead).
+// The SHA-256 of a dump's bytes, for provenance in manifests (analyze hashes on a background thread instead).
 import FileDigest
 
 extension Dump {
-    /// The lowercase hex SHA-256 of the dump file's bytes. It reads the file by path, so it checks before
-    /// and after that the path still holds the file that was opened (`checkUnchanged()`): a digest never
-    /// describes a file other than the one whose tensors were read.
+    /// The lowercase hex SHA-256 of the dump's bytes: the HDF5 or safetensors file's; for a folder of
+    /// safetensors files, the SHA-256 of their bytes concatenated in byte order of their names (`sourceFiles`),
+    /// which `cat $(ls folder/*.safetensors | LC_ALL=C sort) | sha256sum` reproduces. It reads the files by
+    /// path, so it checks before and after that they are still the files that were opened (`checkUnchanged()`):
+    /// a digest never describes files other than the ones whose tensors were read.
     public func sha256() throws(DumpError) -> String {
         try checkUnchanged()
         let digest: String
         do {
-            digest = try SHA256.hex(ofFileAt: path)
+            digest = try SHA256.hex(ofFilesAt: sourceFiles)
         } catch {
             throw DumpError(.notReadable, "\(error)", file: path)
         }

@@ -16,6 +16,27 @@ public struct TensorLocation: Sendable, Equatable {
     public var axes: AxisOrder
     /// Index along the dataset's `l` axis (stacked layouts), nil when the dataset holds one layer.
     public var layerIndex: Int?
+    /// Heads in the `c` axis when `axes` merges heads × head_dim (`AxisOrder.mergesHeads`), resolved by
+    /// `LayoutDetector` from a `heads` attribute, the layout file or the dump's other tensors; nil otherwise.
+    public var heads: Int?
+
+    public init(datasetPath: String, axes: AxisOrder, layerIndex: Int?, heads: Int? = nil) {
+        self.datasetPath = datasetPath
+        self.axes = axes
+        self.layerIndex = layerIndex
+        self.heads = heads
+    }
+
+    /// The (batch, heads, tokens, head_dim) extents of a stored `shape` under `axes`: absent axes are 1, and a
+    /// `c` axis of C channels is `heads` × C / `heads`. Nil when a `c` axis's head count is unknown, not positive
+    /// or does not divide C.
+    public func extents(of shape: [Int]) -> (batch: Int, heads: Int, tokens: Int, headDim: Int)? {
+        func extent(_ axis: Character) -> Int { axes.index(of: axis).map { shape[$0] } ?? 1 }
+        guard axes.mergesHeads else { return (extent("b"), extent("h"), extent("t"), extent("d")) }
+        let channels = extent("c")
+        guard let heads, heads > 0, channels % heads == 0 else { return nil }
+        return (extent("b"), heads, extent("t"), channels / heads)
+    }
 }
 
 /// The resolved layout of a dump: for every layer, where each tensor kind is.
@@ -33,6 +54,9 @@ public struct DumpLayout: Sendable {
     public var lengthsPath: String?
     /// A `[batch, tokens]` dataset, 1 for real tokens and 0 for padding, when present (and no lengths).
     public var attentionMaskPath: String?
+    /// Datasets that look like tensors but are not read, each with the reason (`v_proj` outputs beside the
+    /// cache's values, say), for `inspect`.
+    public var ignored: [String] = []
 
     /// `layerNumbers` defaults to 0, 1, 2, … (one per row of `tensors`).
     public init(

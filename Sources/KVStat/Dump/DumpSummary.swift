@@ -50,10 +50,13 @@ public struct DumpSummary: Codable, Sendable, Equatable {
     public var selectedSequences: [Int]?
     /// `--tokens` as [start, end), end clamped to `max_tokens` (nil: every token position).
     public var selectedTokens: [Int]?
+    /// Datasets that look like tensors but are not read, each with the reason (`LayoutDetector.pairProjections`);
+    /// nil when there are none.
+    public var ignored: [String]?
 
     enum CodingKeys: String, CodingKey {
         case schema, path, layout, pattern, layers, dtype, kinds, attributes, tensors, padding, sequences, tokens,
-            sha256, selection
+            sha256, selection, ignored
         case kvHeads = "kv_heads"
         case queryHeads = "query_heads"
         case headDim = "head_dim"
@@ -98,6 +101,7 @@ public struct DumpSummary: Codable, Sendable, Equatable {
         bytesStored = dump.bytesStored
         bytesFloat32 = dump.bytesAsFloat32
         attributes = dump.attributes
+        ignored = dump.layout.ignored.isEmpty ? nil : dump.layout.ignored
         tensors = dump.storedTensors.map {
             Tensor(
                 path: $0.path, shape: $0.shape, axes: $0.axes, dtype: $0.format.rawValue, chunks: $0.chunkShape,

@@ -1,5 +1,8 @@
-// What a dump file was when it was opened (device, inode, size, modification time), so that a run can
-// refuse to write results computed from a file that was rewritten or replaced while it was being read.
+// What a dump's files were when it was opened (device, inode, size, modification time), so that a run can
+// refuse to write results computed from a file that was rewritten or replaced while it was being read: the
+// one HDF5 file, or every safetensors file of a folder.
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -48,12 +51,40 @@ struct FileSnapshot: Sendable, Equatable {
     }
 }
 
+/// Snapshots of every file a dump's tensors are read from, in order (one for an HDF5 file or a safetensors
+/// file; each `.safetensors` file of a folder). A file that cannot be stat'ed has no snapshot.
+struct SourceSnapshot: Sendable, Equatable {
+    var paths: [String]
+    var files: [FileSnapshot?]
+
+    /// The snapshots of `paths` now.
+    init(paths: [String]) {
+        self.paths = paths
+        files = paths.map { FileSnapshot(path: $0) }
+    }
+
+    /// Whether every file could be stat'ed.
+    var isComplete: Bool { files.allSatisfy { $0 != nil } }
+
+    /// What differs between `self` (before) and `now` (the same paths), for the error message: as
+    /// `FileSnapshot.changes` for one file; for several, the first file that changed, by name.
+    func changes(to now: SourceSnapshot) -> String {
+        for (index, path) in paths.enumerated() where index < now.files.count && files[index] != now.files[index] {
+            let what = files[index].map { $0.changes(to: now.files[index]) } ?? "it could not be stat'ed"
+            return paths.count == 1 ? what : "\((path as NSString).lastPathComponent): \(what)"
+        }
+        return "its files changed"
+    }
+}
+
 extension Dump {
-    /// Throws `.changedDuringRun` (exit 75) when the file at `path` is no longer what was opened: another
-    /// file, another size or another modification time. Commands call it after reading and before writing
-    /// anything, so no result describes a file that changed under it.
+    /// Throws `.changedDuringRun` (exit 75) when a file the dump is read from is no longer what was opened:
+    /// another file, another size or another modification time. Commands call it after reading and before
+    /// writing anything, so no result describes a file that changed under it. (A safetensors file shortened
+    /// during the run reads as zeros past its end through libhdf5's external storage; its size, checked here,
+    /// is what stops those zeros from becoming results.)
     public func checkUnchanged() throws(DumpError) {
-        let now = FileSnapshot(path: path)
+        let now = SourceSnapshot(paths: snapshot.paths)
         guard now != snapshot else { return }
         let message = "changed while it was being read (\(snapshot.changes(to: now))); nothing was written"
         throw DumpError(.changedDuringRun, message, file: path)

@@ -14,7 +14,7 @@ enum LayoutDetector {
 
     static func detect(root: HDF5Group, spec: LayoutSpec?) throws -> DumpLayout {
         var layout: DumpLayout
-        if let spec {
+        if let spec, spec.namesTensors {
             layout = try fromSpec(spec, root: root)
         } else {
             let candidates = try datasetPaths(root: root).compactMap(candidate(path:))
@@ -33,6 +33,12 @@ enum LayoutDetector {
                 layout = try detectPerLayer(root: root, candidates: candidates)
             }
         }
+        if let spec, !spec.namesTensors {
+            try spec.check()
+            layout.lengthsPath = spec.lengths.map(absolute) ?? layout.lengthsPath
+            layout.attentionMaskPath = spec.attentionMask.map(absolute) ?? layout.attentionMaskPath
+        }
+        try resolveMergedHeads(&layout, root: root, spec: spec)
         if layout.lengthsPath == nil && layout.attentionMaskPath == nil {
             layout.lengthsPath = lengthsNames.first { root.kind(of: $0) == .dataset }.map { "/" + $0 }
             if layout.lengthsPath == nil {
@@ -58,19 +64,103 @@ enum LayoutDetector {
         }
     }
 
+    // MARK: merged heads × head_dim
+
+    /// Sets `heads` of every tensor whose axes merge heads × head_dim (`c`): from the dataset's integer `heads`
+    /// attribute, else the layout file's `kv_heads` / `query_heads`, else the channel count divided by the
+    /// head_dim of the dump's tensors that keep heads and head_dim apart. A count none of these gives, or one that
+    /// does not divide the channels, is an error naming the dataset and the ways to give it.
+    static func resolveMergedHeads(_ layout: inout DumpLayout, root: HDF5Group, spec: LayoutSpec?) throws {
+        guard layout.tensors.contains(where: { $0.values.contains { $0.axes.mergesHeads } }) else { return }
+        var shapes: [String: [Int]] = [:]
+        func shape(_ path: String) throws -> [Int] {
+            if let known = shapes[path] { return known }
+            let found = try root.dataset(path).shape
+            shapes[path] = found
+            return found
+        }
+        var headDim: Int?
+        for location in layout.tensors.flatMap(\.values) where !location.axes.mergesHeads {
+            let stored = try shape(location.datasetPath)
+            if let d = location.axes.index(of: "d"), d < stored.count, stored[d] > 0 {
+                headDim = stored[d]
+                break
+            }
+        }
+        for row in layout.tensors.indices {
+            for (kind, location) in layout.tensors[row].sorted(by: { $0.key < $1.key })
+            where location.axes.mergesHeads && location.heads == nil {
+                let stored = try shape(location.datasetPath)
+                guard let axis = location.axes.index(of: "c"), axis < stored.count else { continue }
+                let channels = stored[axis]
+                var heads: Int?
+                var source = ""
+                if let attribute = try headsAttribute(try root.dataset(location.datasetPath)) {
+                    (heads, source) = (attribute, "its 'heads' attribute")
+                } else if let given = spec?.heads(for: kind) {
+                    (heads, source) = (given, "the layout file's \(kind == .query ? "query_heads" : "kv_heads")")
+                } else if let headDim, channels % headDim == 0 {
+                    heads = channels / headDim
+                }
+                guard let heads, heads > 0, channels % heads == 0 else {
+                    let given =
+                        heads.map { "\(source) says \($0) heads, which do not divide them" }
+                        ?? "its head count is unknown"
+                    throw DumpError(
+                        .badLayout,
+                        "holds \(channels) channels of heads × head_dim merged (axes '\(location.axes)') and \(given): "
+                            + "give it as an integer 'heads' attribute on the dataset (safetensors: num_kv_heads in "
+                            + "the file's __metadata__), or \(kind == .query ? "query_heads" : "kv_heads") in a "
+                            + "--layout file",
+                        dataset: location.datasetPath)
+                }
+                layout.tensors[row][kind]?.heads = heads
+            }
+        }
+    }
+
+    /// A dataset's `heads` attribute: nil without one; one positive integer, or an error naming the dataset.
+    static func headsAttribute(_ dataset: HDF5Dataset) throws -> Int? {
+        guard try dataset.hasAttribute("heads") else { return nil }
+        guard let values = try dataset.numericAttribute("heads"), values.count == 1, let value = values.first,
+            value == value.rounded(), value >= 1, value <= Double(Dump.maxChannels)
+        else {
+            throw DumpError(
+                .badLayout, "has a 'heads' attribute that is not one integer from 1 to \(Dump.maxChannels)",
+                dataset: dataset.path)
+        }
+        return Int(value)
+    }
+
+    /// "bhtd" when every kind has that order, else "key bhtd, key_pre_rope btc" in canonical kind order.
+    static func axesText(_ orders: [TensorKind: AxisOrder]) -> String {
+        let distinct = Set(orders.values.map(\.description))
+        if distinct.count == 1, let only = distinct.first { return only }
+        return orders.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
+    }
+
     // MARK: user layout
 
     static func fromSpec(_ spec: LayoutSpec, root: HDF5Group) throws -> DumpLayout {
         try spec.check()
-        let axes = try AxisOrder(spec.axes)
+        guard let key = spec.key, let value = spec.value, let axes = try spec.axisOrder(for: .key) else {
+            throw DumpError(.badLayout, "layout file names no key and value datasets")
+        }
+        // `check()` made sure every kind with a template has an order.
+        var orders: [TensorKind: AxisOrder] = [:]
+        for kind in TensorKind.allCases where spec.template(for: kind) != nil {
+            orders[kind] = try spec.axisOrder(for: kind) ?? axes
+        }
         var tensors: [[TensorKind: TensorLocation]] = []
-        if !spec.key.contains("{layer") {
-            guard let layerAxis = axes.index(of: "l") else {
+        if !key.contains("{layer") {
+            for (kind, order) in orders.sorted(by: { $0.key < $1.key }) where order.index(of: "l") == nil {
                 throw DumpError(
-                    .badLayout, "layout template '\(spec.key)' has no {layer} placeholder, so its axes must include 'l'"
-                )
+                    .badLayout,
+                    "layout template '\(spec.template(for: kind) ?? key)' has no {layer} placeholder, so its axes "
+                        + "('\(order)') must include 'l'")
             }
-            let keyDataset = try root.dataset(spec.key)
+            guard let layerAxis = axes.index(of: "l") else { throw DumpError(.badLayout, "layout key axes lack 'l'") }
+            let keyDataset = try root.dataset(key)
             guard keyDataset.shape.count == axes.rank else {
                 let message =
                     "has \(keyDataset.shape.count) dimensions \(keyDataset.shape) but the layout's axes "
@@ -92,18 +182,18 @@ enum LayoutDetector {
             }
             for layer in 0..<layers {
                 var row: [TensorKind: TensorLocation] = [:]
-                for kind in TensorKind.allCases {
+                for (kind, order) in orders {
                     if let path = spec.template(for: kind) {
-                        row[kind] = TensorLocation(datasetPath: absolute(path), axes: axes, layerIndex: layer)
+                        row[kind] = TensorLocation(datasetPath: absolute(path), axes: order, layerIndex: layer)
                     }
                 }
                 tensors.append(row)
             }
         } else {
             var layer = 0
-            while spec.layers.map({ layer < $0 }) ?? root.exists(LayoutSpec.expand(spec.key, layer: layer)) {
+            while spec.layers.map({ layer < $0 }) ?? root.exists(LayoutSpec.expand(key, layer: layer)) {
                 var row: [TensorKind: TensorLocation] = [:]
-                for kind in TensorKind.allCases {
+                for (kind, order) in orders {
                     guard let template = spec.template(for: kind) else { continue }
                     let path = LayoutSpec.expand(template, layer: layer)
                     guard root.kind(of: path) == .dataset else {
@@ -112,7 +202,7 @@ enum LayoutDetector {
                             "layout names \(kind.rawValue) dataset for layer \(layer), but there is no such dataset",
                             dataset: absolute(path))
                     }
-                    row[kind] = TensorLocation(datasetPath: absolute(path), axes: axes, layerIndex: nil)
+                    row[kind] = TensorLocation(datasetPath: absolute(path), axes: order, layerIndex: nil)
                 }
                 tensors.append(row)
                 layer += 1
@@ -120,11 +210,11 @@ enum LayoutDetector {
             if tensors.isEmpty {
                 throw DumpError(
                     .badLayout, "layout template matches no dataset (layer 0 is missing)",
-                    dataset: absolute(LayoutSpec.expand(spec.key, layer: 0)))
+                    dataset: absolute(LayoutSpec.expand(key, layer: 0)))
             }
         }
         return DumpLayout(
-            style: .custom, pattern: "\(spec.key), \(spec.value) (axes \(axes))", tensors: tensors,
+            style: .custom, pattern: "\(key), \(value) (axes \(axesText(orders)))", tensors: tensors,
             lengthsPath: spec.lengths.map(absolute), attentionMaskPath: spec.attentionMask.map(absolute))
     }
 
@@ -206,6 +296,11 @@ enum LayoutDetector {
         var kind: TensorKind
         var layer: Int
         var pattern: String
+        /// Named like a projection's output (`k_proj`, `v_proj`, `q_proj`): what a forward hook captures, before
+        /// the rotary embedding and with heads × head_dim merged unless the dumper split them.
+        var isProjection: Bool {
+            ["k_proj", "v_proj", "q_proj"].contains(path.split(whereSeparator: { $0 == "/" || $0 == "." }).last ?? "")
+        }
     }
 
     static func candidate(path: String) -> Candidate? {
@@ -232,19 +327,16 @@ enum LayoutDetector {
                 candidates.append(Candidate(path: "/" + name, kind: kind, layer: 0, pattern: "/{kind}"))
             }
         }
+        var grouped: [Int: [TensorKind: [Candidate]]] = [:]
+        for c in candidates { grouped[c.layer, default: [:]][c.kind, default: []].append(c) }
         var byLayer: [Int: [TensorKind: Candidate]] = [:]
-        var patterns: Set<String> = []
-        for c in candidates {
-            if let other = byLayer[c.layer]?[c.kind] {
-                throw DumpError(
-                    .badLayout,
-                    "ambiguous layout: both \(other.path) and \(c.path) look like layer \(c.layer) "
-                        + "\(c.kind.rawValue)s; describe the dump with --layout FILE",
-                    dataset: c.path)
-            }
-            byLayer[c.layer, default: [:]][c.kind] = c
-            patterns.insert(c.pattern)
+        var ignored: [String: [String]] = [:]  // reason → datasets
+        for (layer, kinds) in grouped.sorted(by: { $0.key < $1.key }) {
+            let (found, skipped) = try pairProjections(kinds, layer: layer)
+            byLayer[layer] = found
+            for (path, reason) in skipped { ignored[reason, default: []].append(path) }
         }
+        let patterns = Set(byLayer.values.flatMap(\.values).map(\.pattern))
         guard !byLayer.isEmpty else {
             throw DumpError(
                 .badLayout,
@@ -267,25 +359,86 @@ enum LayoutDetector {
             for (kind, c) in found {
                 let dataset = try root.dataset(c.path)
                 let axes: AxisOrder
+                let rank = dataset.shape.count
                 if let order = try axesAttribute(dataset) {
                     axes = order
-                } else if let order = AxisOrder.defaultPerLayer(rank: dataset.shape.count) {
+                } else if let order =
+                    c.isProjection ? AxisOrder.defaultProjection(rank: rank) : AxisOrder.defaultPerLayer(rank: rank)
+                {
                     axes = order
                 } else {
+                    let expected =
+                        c.isProjection
+                        ? "[batch, tokens, heads × head_dim], [tokens, heads × head_dim] or [batch, heads, tokens, "
+                            + "head_dim]"
+                        : "[batch, heads, tokens, head_dim] or [heads, tokens, head_dim]"
                     throw DumpError(
                         .badData,
-                        "cannot interpret a \(dataset.shape.count)-D tensor of shape \(dataset.shape): expected "
-                            + "[batch, heads, tokens, head_dim] or [heads, tokens, head_dim]; give the axis order "
-                            + "with an 'axes' attribute or --layout FILE",
+                        "cannot interpret a \(rank)-D tensor of shape \(dataset.shape): expected \(expected); give "
+                            + "the axis order with an 'axes' attribute or --layout FILE",
                         dataset: c.path)
                 }
                 row[kind] = TensorLocation(datasetPath: c.path, axes: axes, layerIndex: nil)
             }
             tensors.append(row)
         }
-        return DumpLayout(
-            style: .perLayer, pattern: patterns.sorted().first ?? "", tensors: tensors,
+        var layout = DumpLayout(
+            style: .perLayer, pattern: patterns.sorted().joined(separator: ", "), tensors: tensors,
             layerNumbers: numbers)
+        layout.ignored = ignored.sorted { $0.key < $1.key }.map { reason, paths in
+            "\(paths[0])\(paths.count > 1 ? " and \(paths.count - 1) more like it" : ""): \(reason), not read"
+        }
+        return layout
+    }
+
+    /// One layer's tensors from its candidates of each kind. Two candidates of one kind are ambiguous, except the
+    /// Hugging Face pair of a forward hook's projection output beside the cache's tensor: `k_proj` beside the
+    /// cache's keys is the pre-RoPE keys (when the layer has no `key_pre_rope` of its own); `v_proj` beside the
+    /// values holds the same numbers and is not read; `q_proj` in such a layer is the queries before RoPE, which
+    /// do not meet post-RoPE keys, and is not read either. Returns the tensors, and the datasets not read with
+    /// the reason (the same words for every layer, so `inspect` can say it once).
+    static func pairProjections(
+        _ kinds: [TensorKind: [Candidate]], layer: Int
+    ) throws -> ([TensorKind: Candidate], [(path: String, reason: String)]) {
+        var found: [TensorKind: Candidate] = [:]
+        var ignored: [(path: String, reason: String)] = []
+        func ambiguous(_ list: [Candidate]) -> DumpError {
+            DumpError(
+                .badLayout,
+                "ambiguous layout: \(list.map(\.path).sorted().joined(separator: " and ")) all look like layer "
+                    + "\(layer) \(list[0].kind.rawValue)s; describe the dump with --layout FILE",
+                dataset: list.map(\.path).sorted().last)
+        }
+        // A k_proj output beside the cache's keys: this layer's projections are taken before RoPE.
+        var projectionsArePreRope = false
+        for kind in TensorKind.allCases {
+            guard let list = kinds[kind], !list.isEmpty else { continue }
+            let projections = list.filter(\.isProjection)
+            let others = list.filter { !$0.isProjection }
+            switch (kind, list.count, projections.count) {
+            case (_, 1, _):
+                if kind == .query, projectionsArePreRope, let only = projections.first {
+                    ignored.append((only.path, "queries before RoPE (q_proj beside the cache's keys)"))
+                } else {
+                    found[kind] = list[0]
+                }
+            case (.key, 2, 1) where kinds[.keyPreRope]?.isEmpty ?? true:
+                found[.key] = others[0]
+                var preRope = projections[0]
+                preRope.kind = .keyPreRope
+                found[.keyPreRope] = preRope
+                projectionsArePreRope = true
+            case (.value, 2, 1):
+                found[.value] = others[0]
+                ignored.append((projections[0].path, "v_proj output, the same numbers as the cache's values"))
+            case (.query, 2, 1):
+                found[.query] = others[0]
+                ignored.append((projections[0].path, "queries before RoPE (q_proj beside the cache's queries)"))
+            default:
+                throw ambiguous(list)
+            }
+        }
+        return (found, ignored)
     }
 
     /// Every dataset path in the file, depth first. Each group is entered once, however many links lead to

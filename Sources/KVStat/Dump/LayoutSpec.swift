@@ -9,23 +9,59 @@ import Yams
 /// ```
 /// `{layer}` is replaced by 0, 1, 2, … until the key dataset is missing (`{layer:02}` zero-pads to two
 /// digits); a template without `{layer}` names one stacked dataset whose `axes` include `l`.
-/// Optional: `query`, `key_pre_rope`, `layers` (count), `lengths`, `attention_mask` (dataset paths). Any
-/// other key is an error (a misspelt optional key would otherwise be ignored).
+/// `axes` is one order for every tensor, or one per kind (`{"key": "bhtd", "value": "bhtd", "key_pre_rope":
+/// "btc"}`, covering every kind the file names). Optional: `query`, `key_pre_rope`, `layers` (count), `lengths`,
+/// `attention_mask` (dataset paths), `kv_heads` and `query_heads` (head counts of tensors whose axes merge heads
+/// × head_dim into `c`). A file with neither `key` nor `value` (nor `axes`) only gives those hints to the
+/// detected layout: `{"kv_heads": 8}` for a vLLM folder. Any other key is an error (a misspelt optional key would
+/// otherwise be ignored).
 public struct LayoutSpec: Codable, Sendable, Equatable {
-    public var key: String
-    public var value: String
+    public var key: String?
+    public var value: String?
     public var query: String?
     public var keyPreRope: String?
-    public var axes: String
+    public var axes: AxesSpec?
     public var layers: Int?
     public var lengths: String?
     public var attentionMask: String?
+    public var kvHeads: Int?
+    public var queryHeads: Int?
+
+    /// `axes`: one order for all tensors, or one per kind name (`key`, `value`, `query`, `key_pre_rope`).
+    public enum AxesSpec: Codable, Sendable, Equatable, ExpressibleByStringLiteral {
+        case all(String)
+        case perKind([String: String])
+
+        public init(stringLiteral text: String) { self = .all(text) }
+
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self = .all(text)
+            } else {
+                self = .perKind(try container.decode([String: String].self))
+            }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .all(let text): try container.encode(text)
+            case .perKind(let orders): try container.encode(orders)
+            }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case key, value, query, axes, layers, lengths
         case keyPreRope = "key_pre_rope"
         case attentionMask = "attention_mask"
+        case kvHeads = "kv_heads"
+        case queryHeads = "query_heads"
     }
+
+    /// Whether the file names tensors (`key`, `value`, `axes`) rather than only giving hints to detection.
+    public var namesTensors: Bool { key != nil }
 
     /// Reads a spec from a `.json`, `.yaml` or `.yml` file (JSON is tried when the extension is neither).
     public static func load(_ path: String) throws(DumpError) -> LayoutSpec {
@@ -65,7 +101,8 @@ public struct LayoutSpec: Codable, Sendable, Equatable {
     }
 
     static let knownKeys =
-        "known keys are key, value, axes (required) and query, key_pre_rope, layers, lengths, attention_mask"
+        "known keys are key, value, axes (together) and query, key_pre_rope, layers, lengths, attention_mask, "
+        + "kv_heads, query_heads"
 
     /// Longest zero-padding a `{layer:0N}` placeholder may ask for.
     static let maxPadding = 12
@@ -73,6 +110,23 @@ public struct LayoutSpec: Codable, Sendable, Equatable {
     /// Checks what decoding cannot: placeholders (`{layer}` or `{layer:0N}`, N ≤ 12) used by every template
     /// or by none, a positive `layers`.
     func check() throws(DumpError) {
+        if key == nil || value == nil || axes == nil {
+            let given = [("key", key != nil), ("value", value != nil), ("axes", axes != nil)].filter(\.1).map(\.0)
+            let named = [("query", query), ("key_pre_rope", keyPreRope)].filter { $0.1 != nil }.map(\.0)
+            guard given.isEmpty, named.isEmpty, layers == nil else {
+                throw DumpError(
+                    .badLayout,
+                    "layout file gives \((given + named + (layers == nil ? [] : ["layers"])).joined(separator: ", "))"
+                        + " without all of key, value and axes; give those three together, or none of them (a "
+                        + "file of hints such as kv_heads)")
+            }
+        }
+        for (name, count) in [("kv_heads", kvHeads), ("query_heads", queryHeads)] {
+            if let count, !(1...Dump.maxChannels).contains(count) {
+                throw DumpError(.badLayout, "layout '\(name)' is \(count); it must be from 1 to \(Dump.maxChannels)")
+            }
+        }
+        try checkAxes()
         let templates = TensorKind.allCases.compactMap { kind in template(for: kind).map { (kind, $0) } }
         for (kind, template) in templates {
             var rest = Substring(template)
@@ -109,6 +163,44 @@ public struct LayoutSpec: Codable, Sendable, Equatable {
             throw DumpError(.badLayout, "layout 'layers' is \(layers); it must be at least 1")
         }
     }
+
+    /// The axis orders are valid letters, and a per-kind `axes` names exactly the kinds the file has templates for.
+    private func checkAxes() throws(DumpError) {
+        guard case .perKind(let orders)? = axes else {
+            if case .all(let text)? = axes { _ = try AxisOrder(text) }
+            return
+        }
+        let named = Set(TensorKind.allCases.filter { template(for: $0) != nil }.map(\.rawValue))
+        let unknown = orders.keys.filter { !named.contains($0) }.sorted()
+        let missing = named.subtracting(orders.keys).sorted()
+        guard unknown.isEmpty, missing.isEmpty else {
+            let parts =
+                (unknown.isEmpty
+                    ? [] : ["names \(unknown.joined(separator: ", ")), which the file gives no template for"])
+                + (missing.isEmpty ? [] : ["lacks \(missing.joined(separator: ", "))"])
+            throw DumpError(.badLayout, "layout 'axes' per kind " + parts.joined(separator: " and "))
+        }
+        for (kind, text) in orders.sorted(by: { $0.key < $1.key }) {
+            do throws(DumpError) {
+                _ = try AxisOrder(text)
+            } catch {
+                throw DumpError(.badLayout, "layout 'axes' of \(kind): \(error.message)")
+            }
+        }
+    }
+
+    /// The axis order of `kind`'s tensors (nil when the file names no tensors).
+    func axisOrder(for kind: TensorKind) throws(DumpError) -> AxisOrder? {
+        switch axes {
+        case .none: return nil
+        case .all(let text)?: return try AxisOrder(text)
+        case .perKind(let orders)?:
+            return try orders[kind.rawValue].map { text throws(DumpError) in try AxisOrder(text) }
+        }
+    }
+
+    /// The head count the file gives for `kind`'s merged-channel tensors.
+    func heads(for kind: TensorKind) -> Int? { kind == .query ? queryHeads : kvHeads }
 
     /// The dataset template for `kind`, if the spec names one.
     func template(for kind: TensorKind) -> String? {

@@ -76,6 +76,13 @@ public final class TensorReader {
         }
         heads = dump.shape.heads(of: kind)
         headDim = dump.shape.headDim
+        // `Dump.validate` checked every (dataset, axes) reading; a mismatch here is a bug, reported, never a trap.
+        guard dataset.shape.count == location.axes.rank else {
+            throw DumpError(
+                .badLayout,
+                "has \(dataset.shape.count) dimensions but is read with axes '\(location.axes)'",
+                file: dump.path, dataset: location.datasetPath)
+        }
         let rankFits = dataset.shape.count <= HalfFloat.maximumBoxRank
         // Chunks beyond 64 MiB (never what a dumper writes; a corrupt layout may declare them) are left to libhdf5,
         // so a worker's buffers stay bounded.
@@ -117,6 +124,9 @@ public final class TensorReader {
             case "h": (starts[i], counts[i], destinationStrides[i]) = (headRange.lowerBound, headRange.count, headDim)
             case "t": (starts[i], counts[i], destinationStrides[i]) = (start, count, columns)
             case "d": destinationStrides[i] = 1
+            case "c":
+                // Heads × head_dim merged, head-major: the heads asked for are one contiguous run of channels.
+                (starts[i], counts[i], destinationStrides[i]) = (headRange.lowerBound * headDim, columns, 1)
             default: break
             }
         }

@@ -52,6 +52,22 @@ public struct TokenRuns: Sendable, Equatable {
         self.lengths = lengths
     }
 
+    /// The runs of valid rows `rows` of the token stream (row i is the i-th valid token, sequence by sequence,
+    /// as blocks number them), in order; empty where `rows` is empty or past the end.
+    public func rows(_ rows: Range<Int>) -> [TokenRun] {
+        var result: [TokenRun] = []
+        var first = 0  // stream row of the current run's first token
+        for run in self.runs {
+            defer { first += run.count }
+            let lo = max(rows.lowerBound, first)
+            let hi = min(rows.upperBound, first + run.count)
+            if first >= rows.upperBound { break }
+            guard lo < hi else { continue }
+            result.append(TokenRun(sequence: run.sequence, start: run.start + lo - first, count: hi - lo))
+        }
+        return result
+    }
+
     /// The runs cut so that none is longer than `maxCount` tokens.
     public func split(maxCount: Int) -> [TokenRun] {
         precondition(maxCount > 0)

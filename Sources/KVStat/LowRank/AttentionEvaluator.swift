@@ -25,6 +25,8 @@ public enum AttentionEvaluator {
     /// its valid tokens (the last included), each query head h attending to KV head h·kvHeads/queryHeads (GQA)
     /// over the sequence's valid keys (those at or before the query with `causal`). Keys and values stream
     /// through in blocks; outputs use an online softmax, so memory is one block plus the sampled queries.
+    /// With `settings.rope` (pre-RoPE key fits) the keys rebuilt are the pre-RoPE ones, rotated at their token
+    /// positions and compared with the dump's post-RoPE keys (RoPE of its pre-RoPE keys when it has none).
     public static func evaluate(
         _ dump: Dump, runs: TokenRuns, layers: [Int], projections: [Projection], ranks: [Int],
         settings: ReconstructionSettings, queries: Int, causal: Bool
@@ -48,29 +50,34 @@ public enum AttentionEvaluator {
             // The layer groups (xKV) whose projections rebuild this layer's keys and values.
             var rebuilders: [TensorKind: (group: [Int], reconstructor: GroupReconstructor, readers: [TensorReader])] =
                 [:]
+            // Pre-RoPE key fits rebuild the pre-RoPE keys, rotate them, and compare with the dump's keys.
+            let rope = settings.rope
             for kind in [TensorKind.key, .value] {
-                guard let group = index.covering[kind]?[layer]?.layers else {
+                let source = kind == .key && rope != nil ? TensorKind.keyPreRope : kind
+                guard let group = index.covering[source]?[layer]?.layers else {
                     throw DumpError(
-                        .badData, "the fit has no \(kind.rawValue) projection for layer \(layer)", file: dump.path)
+                        .badData, "the fit has no \(source.rawValue) projection for layer \(layer)", file: dump.path)
                 }
                 let reconstructor = ReconstructionEvaluator.reconstructor(
-                    projections, ranks: ranks, kind: kind, layers: group, dump: dump,
+                    projections, ranks: ranks, kind: source, layers: group, dump: dump,
                     settings: settings, index: index)
                 rebuilders[kind] = (
                     group, reconstructor,
                     try group.map { l throws(DumpError) in
-                        try TensorReader(dump: dump, layer: l, kind: kind, scratch: scratch)
+                        try TensorReader(dump: dump, layer: l, kind: source, scratch: scratch)
                     }
                 )
             }
+            // The exact post-RoPE keys: the dump's own (RoPE of the pre-RoPE keys when it has none).
+            let postKeys =
+                rope != nil && dump.kinds.contains(.key)
+                ? try TensorReader(dump: dump, layer: layer, kind: .key, scratch: scratch) : nil
             var logit = (error: 0.0, norm: 0.0)
             var output = (error: 0.0, norm: 0.0)
             for (sequence, sequenceRuns) in bySequence.enumerated() where !sequenceRuns.isEmpty {
                 let positions = sequenceRuns.flatMap { $0.start..<($0.start + $0.count) }
                 let n = min(queries, positions.count)
-                let sampled = (0..<n).map {
-                    positions[n == 1 ? positions.count - 1 : ($0 * (positions.count - 1)) / (n - 1)]
-                }
+                let sampled = QuerySampling.evenly(positions, count: n)
                 var q = [Float](repeating: 0, count: n * queryHeads * d)
                 try q.withUnsafeMutableBufferPointer { out throws(DumpError) in
                     for (i, position) in sampled.enumerated() {
@@ -99,6 +106,24 @@ public enum AttentionEvaluator {
                             buffers, rows: rows, latentRow: latent, segments: segments)
                         let index = r.group.firstIndex(of: layer)!
                         blocks[kind] = (buffers[index], rebuilt[index])
+                        if kind == .key, let rope {
+                            let positions = Array(piece.start..<(piece.start + rows))
+                            var exact = buffers[index]
+                            if let postKeys {
+                                try exact.withUnsafeMutableBufferPointer { out throws(DumpError) in
+                                    try postKeys.read(
+                                        sequence: sequence, start: piece.start, count: rows, into: out, row: 0)
+                                }
+                            } else {
+                                exact = rope.applied(
+                                    exact, rows: rows, heads: kvHeads, headDim: d, positions: positions)
+                            }
+                            blocks[kind] = (
+                                exact,
+                                rope.applied(
+                                    rebuilt[index], rows: rows, heads: kvHeads, headDim: d, positions: positions)
+                            )
+                        }
                         rebuilders[kind] = r
                     }
                     for h in 0..<queryHeads {

@@ -108,6 +108,19 @@ public enum FitArtifacts {
                 throw DumpError(
                     .badLayout, "manifest's options are out of range (quant_group, window, group_size…)", file: path)
             }
+            // A pre-RoPE fit's RoPE sizes and indexes its rotation: the same bounds `RotaryEmbedding.resolve` puts
+            // on the command line's and the dump's values.
+            if let rope = report.rope {
+                let headDim = report.model?.headDim ?? 0
+                guard rope.theta.isFinite, rope.theta > 0, rope.rotaryDim >= 2, rope.rotaryDim % 2 == 0,
+                    rope.rotaryDim <= headDim, rope.embedding != nil
+                else {
+                    throw DumpError(
+                        .badLayout,
+                        "manifest's rope is out of range (theta \(rope.theta), rotary_dim \(rope.rotaryDim) of "
+                            + "head_dim \(headDim), style '\(rope.style)')", file: path)
+                }
+            }
             var projections: [Projection] = []
             for unit in report.units {
                 let group = try root.group(unit.name)

@@ -138,6 +138,10 @@ public struct FitOptions: Sendable, Codable, Equatable {
     public var holdout = 0.0
     /// Layers to fit (nil: all): numbers the dump has, resolved from a `--layers` list once the dump is open.
     public var layers: [Int]?
+    /// Sequences to fit and evaluate on (nil: all), resolved like `layers` (`--sequences`; `TokenSelection`).
+    public var sequences: [Int]?
+    /// Token positions to fit and evaluate on in every sequence (nil: all; `--tokens`).
+    public var tokenRange: Range<Int>?
     /// Keep ratios of the matryoshka ladder and of `--sweep`.
     public var ladder: [Double] = [0.125, 0.25, 0.375, 0.5, 0.75]
     /// Query positions per sequence sampled for attention-level errors (when the dump has queries).
@@ -146,14 +150,42 @@ public struct FitOptions: Sendable, Codable, Equatable {
     public var causal = true
     /// Token rows per block (> 0); a larger value than the tokens read is clipped to them (`BlockPlan`).
     public var blockTokens = TokenBlockReader.defaultBlockTokens
+    /// Keys fitted (`--keys`): nil or `.postRope`, the dump's keys; `.preRope`, its pre-RoPE keys, evaluated
+    /// before and after RoPE (`RotaryEmbedding`).
+    public var keys: KeySpace?
+    /// `--rope-theta`, `--rope-style`, `--rotary-dim`: override the dump's RoPE attributes (pre-RoPE fits).
+    public var ropeTheta: Double?
+    public var ropeStyle: RotaryEmbedding.Style?
+    public var rotaryDim: Int?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case method, granularity, budget, center, window, quantization, holdout, layers, ladder, causal
+        case method, granularity, budget, center, window, quantization, holdout, layers, ladder, causal, sequences
+        case tokenRange = "token_range"
         case groupSize = "group_size"
         case quantGroup = "quant_group"
         case attentionQueries = "attention_queries"
         case blockTokens = "block_tokens"
+        case keys
+        case ropeTheta = "rope_theta"
+        case ropeStyle = "rope_style"
+        case rotaryDim = "rotary_dim"
     }
+}
+
+extension FitOptions {
+    /// `sequences` and `tokenRange` as one selection: the tokens a fit reads, as analyze selects them.
+    public var selection: TokenSelection {
+        get { TokenSelection(sequences: sequences, tokenRange: tokenRange) }
+        set { (sequences, tokenRange) = (newValue.sequences, newValue.tokenRange) }
+    }
+}
+
+extension FitOptions {
+    /// Whether the keys fitted are the pre-RoPE keys (`--keys pre-rope`).
+    public var preRopeKeys: Bool { keys == .preRope }
+
+    /// The RoPE overrides of the command line.
+    public var ropeOverrides: RopeOverrides { RopeOverrides(theta: ropeTheta, style: ropeStyle, rotaryDim: rotaryDim) }
 }

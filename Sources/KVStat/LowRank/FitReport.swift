@@ -6,7 +6,11 @@ public struct FitReport: Codable, Sendable {
     public struct Source: Codable, Sendable {
         public var path: String
         public var sha256: String?
+        /// The tokens read: those of `selection` when there is one.
         public var tokens: Int
+        /// The part of the dump read (`--sequences`, `--tokens`) in stats.json's words ("sequences 0-3, tokens
+        /// 0:4096"); absent for the whole dump. The numbers are `options.sequences` and `options.token_range`.
+        public var selection: String? = nil
     }
 
     /// One projection of the artifact.
@@ -36,9 +40,18 @@ public struct FitReport: Codable, Sendable {
         public var perLayer: [String: [Double?]]
         /// Root mean square over the layers where it is defined, per kind and over both ("all"); null when none.
         public var overall: [String: Double?]
+        /// `kvstat eval --sequences/--tokens`: the part of the dump evaluated, as stats.json's `dump` records it
+        /// (`selection` in words, `selected_sequences`, `selected_tokens` as numbers, the end clamped to the
+        /// dump's positions); absent for the whole dump, and in manifests, whose `source.selection` and
+        /// `options` say it.
+        public var selection: String? = nil
+        public var selectedSequences: [Int]? = nil
+        public var selectedTokens: [Int]? = nil
         enum CodingKeys: String, CodingKey {
-            case tokens, overall
+            case tokens, overall, selection
             case perLayer = "per_layer"
+            case selectedSequences = "selected_sequences"
+            case selectedTokens = "selected_tokens"
         }
     }
 
@@ -71,12 +84,16 @@ public struct FitReport: Codable, Sendable {
         public var heldOutError: Double?
         /// Matryoshka: the rank of every unit, in `units` order.
         public var ranks: [Int]?
+        /// `--sweep` quantization points (`QuantizationSweep`) on dumps with queries: the RMS over layers of the
+        /// relative attention-output error, on the evaluated tokens; nil where not computed.
+        public var attentionOutputError: Double? = nil
         enum CodingKeys: String, CodingKey {
             case method, ranks
             case keepRatio = "keep_ratio"
             case memoryRatio = "memory_ratio"
             case fitError = "fit_error"
             case heldOutError = "held_out_error"
+            case attentionOutputError = "attention_output_error"
         }
     }
 
@@ -105,6 +122,8 @@ public struct FitReport: Codable, Sendable {
     /// on the held-out tokens when there are any).
     public var attention: AttentionErrors?
     public var online: [OnlineComparison]?
+    /// xKV: each group's shuffled-token null beside the grouped and per-layer fits at equal memory.
+    public var xkvNull: [ShuffledNull.Control]? = nil
     /// Matryoshka: every budget of the ladder, from the one fit.
     public var ladder: [Rung]?
     /// `--sweep`: every method at every keep ratio of the ladder (priced from Grams).
@@ -113,16 +132,20 @@ public struct FitReport: Codable, Sendable {
     /// The shape of the model the projections were fitted on (`FitModel`), checked by `kvstat eval` and
     /// `fit-lowrank --eval`; nil in manifests written before it was recorded.
     public var model: FitModel? = nil
+    /// `--keys pre-rope`: the RoPE applied to the rebuilt pre-RoPE keys and where its parameters came from;
+    /// nil for post-RoPE fits. Their errors then hold `key_pre_rope` (before RoPE) and `key` (after RoPE).
+    public var rope: RopeReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case schema, command, method, options, source, split, layers, units, fit, attention, online, ladder, sweep,
             notes, compression, external
-        case model
+        case model, rope
         case kvstatVersion = "kvstat_version"
         case layerGroups = "layer_groups"
         case memoryRatio = "memory_ratio"
         case fixedCostBytes = "fixed_cost_bytes"
         case heldOut = "held_out"
         case externalSource = "external_source"
+        case xkvNull = "xkv_null"
     }
 }

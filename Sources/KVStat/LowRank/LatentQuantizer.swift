@@ -62,11 +62,25 @@ public struct LatentQuantizer: Sendable {
     }
 
     func roundTrip(_ v: Float, scale: Float, zero: Float) -> Float {
-        guard scale > 0 else { return zero }
+        value(code(v, scale: scale, zero: zero), scale: scale, zero: zero)
+    }
+
+    /// The stored code of `v` in a group with `scale` and `zero` (from `parameters`): round((v − zero) / scale)
+    /// clamped to 0 … 2^bits − 1; 0 when the group is constant (scale 0) or `v` is not finite.
+    public func code(_ v: Float, scale: Float, zero: Float) -> UInt8 {
+        guard scale > 0 else { return 0 }
         let levels = Float((1 << bits) - 1)
         let q = min(max(((v - zero) / scale).rounded(), 0), levels)
-        return q * scale + zero
+        return q.isNaN ? 0 : UInt8(q)
     }
+
+    /// The value a code stands for: code · scale + zero (exactly what `quantizeRows`/`quantizeColumns` leave).
+    public func value(_ code: UInt8, scale: Float, zero: Float) -> Float {
+        scale > 0 ? Float(code) * scale + zero : zero
+    }
+
+    /// `parameters` for callers outside the module: the float16-rounded scale and minimum of a group.
+    public func groupParameters(min lo: Float, max hi: Float) -> (scale: Float, zero: Float) { parameters(lo, hi) }
 
     /// Stored 16-bit units per token for `rank` latent dims: the codes plus two float16 parameters per group.
     /// Keys: a group spans `group` tokens, so 2·rank/group per token; values: 2·⌈rank/group⌉ per token.

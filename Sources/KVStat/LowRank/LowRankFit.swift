@@ -25,19 +25,24 @@ public enum LowRankFit {
     ) throws -> LowRankFitResult {
         let layers = try dump.selectLayers(options.layers)
         if let evalDump { try checkSameModel(dump, evalDump) }
+        // `--sequences`/`--tokens` select the tokens as analyze does; the split and every pass read only those.
+        let selected = try options.selection.runs(of: dump)
         let split = try translatingHDF5Errors(file: dump.path) {
-            try FitSplit(dump.tokenRuns, holdout: options.holdout)
+            try FitSplit(selected, holdout: options.holdout)
         }
         // Refuse a fit that cannot fit in memory before allocating anything sized by the dump (exit 69).
         try MemoryEstimate.fit(dump: dump, options: options, layers: layers.count, runs: split.fit, eval: evalDump)
             .check(file: dump.path)
         let (groups, notes) = ProjectionFitter.groups(of: layers, options: options)
-        let kinds = kinds.filter(dump.kinds.contains)
+        // `--keys pre-rope`: key_pre_rope is fitted; errors are reported for it and, after RoPE, for key.
+        let (kinds, rope) = try fittedKinds(dump, evalDump: evalDump, options: options)
+        let reported = rope == nil ? kinds : [.key] + kinds
         let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
         // Matryoshka allocates across all layers at once; the other methods fit one layer group at a time, so
         // only one group's Grams (xKV: (G·C)² floats) are held.
         let batches: [[[Int]]] = options.method == .matryoshka ? [groups] : groups.map { [$0] }
         var fitted = FittedProjections(projections: [], ranks: [], notes: notes)
+        var nullControls: [ShuffledNull.Control] = []
         for batch in batches {
             var grams: [TensorKind: [GramAccumulator]] = [:]
             for kind in kinds {
@@ -50,8 +55,14 @@ public enum LowRankFit {
             fitted.projections += part.projections
             fitted.ranks += part.ranks
             fitted.ladderRanks = part.ladderRanks
+            if options.method == .xkv {
+                nullControls += try shuffledNull(
+                    dump, runs: split.fit, grams: grams, groups: batch, fitted: part, options: options,
+                    progress: progress)
+            }
         }
-        let settings = reconstructionSettings(options)
+        var settings = reconstructionSettings(options)
+        settings.rope = rope?.rope
         let names = names(of: fitted.projections, options: options, groups: groups)
         let ranks = fitted.ranks
         let fitErrors = try ReconstructionEvaluator.evaluate(
@@ -90,7 +101,7 @@ public enum LowRankFit {
                 errors: heldOut ?? fitErrors)
         }
         let attention =
-            dump.kinds.contains(.query) && options.attentionQueries > 0
+            dump.hasAttendableQueries && options.attentionQueries > 0
             ? try AttentionEvaluator.evaluate(
                 dump, runs: split.eval, layers: layers, projections: fitted.projections, ranks: ranks,
                 settings: settings, queries: options.attentionQueries, causal: options.causal)
@@ -99,9 +110,11 @@ public enum LowRankFit {
             fitted.projections, ranks: ranks, runs: split.eval, options: options, channels: heads,
             headDim: dump.shape.headDim, layers: layers.count)
         let fixed = fitted.projections.reduce(0) { $0 + 4 * ($1.dimension * $1.rank + ($1.mean?.count ?? 0)) }
-        let report = FitReport(
+        var report = FitReport(
             kvstatVersion: version, command: command, method: options.method.rawValue, options: options,
-            source: .init(path: dump.path, sha256: try dump.sha256(), tokens: dump.shape.tokens),
+            source: .init(
+                path: dump.path, sha256: try dump.sha256(), tokens: selected.totalTokens,
+                selection: options.selection.text),
             split: split.description,
             layers: layers, layerGroups: groups,
             units: fitted.projections.indices.map { u in
@@ -112,13 +125,42 @@ public enum LowRankFit {
                     residualEnergy: p.residualEnergy(rank: ranks[u]))
             },
             memoryRatio: ratio, compression: ratio > 0 ? 1 / ratio : 0, fixedCostBytes: fixed,
-            fit: errors(fitErrors, layers: layers, kinds: kinds, tokens: split.fit.totalTokens),
-            heldOut: heldOut.map { errors($0, layers: layers, kinds: kinds, tokens: split.eval.totalTokens) },
-            external: external.map { errors($0, layers: layers, kinds: kinds, tokens: evalDump!.shape.tokens) },
+            fit: errors(fitErrors, layers: layers, kinds: reported, tokens: split.fit.totalTokens),
+            heldOut: heldOut.map { errors($0, layers: layers, kinds: reported, tokens: split.eval.totalTokens) },
+            external: external.map { errors($0, layers: layers, kinds: reported, tokens: evalDump!.shape.tokens) },
             externalSource: try evalDump.map { .init(path: $0.path, sha256: try $0.sha256(), tokens: $0.shape.tokens) },
-            attention: attention, online: online, ladder: ladder, sweep: nil,
-            notes: fitted.notes + windowNotes(split.eval, options: options) + (heldOut ?? fitErrors).undefinedNotes())
+            attention: attention, online: online, xkvNull: options.method == .xkv ? nullControls : nil,
+            ladder: ladder, sweep: nil,
+            notes: fitted.notes + windowNotes(split.eval, options: options) + (heldOut ?? fitErrors).undefinedNotes()
+                + (dump.kinds.contains(.query) && !dump.hasAttendableQueries
+                    ? ["no attention-level errors: \(dump.unattendableQueriesReason)"] : []))
+        report.rope = rope?.report
         return LowRankFitResult(projections: fitted.projections, report: report)
+    }
+
+    /// xKV: every group's shuffled-token null (`ShuffledNull`) beside its grouped fit and the per-layer fits, at
+    /// equal memory, on the fit tokens; groups of one layer have none.
+    static func shuffledNull(
+        _ dump: Dump, runs: TokenRuns, grams: [TensorKind: [GramAccumulator]], groups: [[Int]],
+        fitted: FittedProjections, options: FitOptions, progress: ((AnalysisProgress) -> Void)?
+    ) throws -> [ShuffledNull.Control] {
+        var result: [ShuffledNull.Control] = []
+        for (kind, real) in grams.sorted(by: { $0.key < $1.key }) {
+            let nulls = try ShuffledNull.accumulate(
+                dump, runs: runs, kind: kind, groups: groups, blockTokens: options.blockTokens,
+                seed: ShuffledNull.defaultSeed, progress: progress)
+            for (g, group) in groups.enumerated() {
+                guard let null = nulls[g],
+                    let u = fitted.projections.firstIndex(where: { $0.kind == kind && $0.layers == group })
+                else { continue }
+                result.append(
+                    try ShuffledNull.Control(
+                        kind: kind, layers: group, rank: fitted.ranks[u],
+                        groupedEigenvalues: fitted.projections[u].eigenvalues, real: real[g], null: null,
+                        centered: options.center, seed: ShuffledNull.defaultSeed))
+            }
+        }
+        return result
     }
 
     /// cskv: a note when the recent-token window holds every evaluated token, so nothing was compressed (the

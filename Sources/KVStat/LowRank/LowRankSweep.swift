@@ -1,17 +1,20 @@
 // `kvstat fit-lowrank --sweep`: every method at every keep ratio of the ladder, priced from Gram matrices
-// (`GramErrorEstimate`), so the whole error-versus-memory curve costs a few streaming passes.
+// (`GramErrorEstimate`), with xKV's shuffled-token null (`ShuffledNull`) and the quantization schemes
+// (`QuantizationSweep`: KIVI, quantized cskv latents, GEAR) on the same curve, so the whole error-versus-memory
+// curve costs a few streaming passes.
 import KVNumerics
 
 public enum LowRankSweep {
-    /// Error-versus-memory points of pca (per layer), xkv, matryoshka and cskv (window, no quantization: a
-    /// Gram cannot price rounding; fit cskv with --quant for that) at each ratio of `options.ladder`.
-    /// Per-unit methods are fitted one layer group at a time (xKV's G·C-wide Grams exist one at a time).
+    /// Error-versus-memory points of pca (per layer), xkv and its shuffled-token null (`xkv_null`), matryoshka
+    /// and cskv (window, unquantized: priced from Grams) at each ratio of `options.ladder`, and the quantization
+    /// schemes evaluated by streaming (`QuantizationSweep`). Per-unit methods are fitted one layer group at a
+    /// time (xKV's G·C-wide Grams exist one at a time).
     public static func run(
         _ dump: Dump, options: FitOptions, progress: ((AnalysisProgress) -> Void)? = nil
     ) throws -> [FitReport.Rung] {
         let layers = try dump.selectLayers(options.layers)
         let split = try translatingHDF5Errors(file: dump.path) {
-            try FitSplit(dump.tokenRuns, holdout: options.holdout)
+            try FitSplit(try options.selection.runs(of: dump), holdout: options.holdout)
         }
         try MemoryEstimate.sweep(dump: dump, options: options, layers: layers.count, runs: split.fit).check(
             file: dump.path)  // exit 69
@@ -55,6 +58,10 @@ public enum LowRankSweep {
         let cskvSharesPCAFit = options.granularity == .layer
         var pcaFits: [Int: FittedProjections] = [:]
         var rungsOf: [FitMethod: [FitReport.Rung]] = [:]
+        var nullRungs: [FitReport.Rung] = []
+        // The quantization points (KIVI, cskv with quantized latents, GEAR), streamed layer by layer in cskv's pass.
+        var quantized = QuantizationSweep.Totals(
+            schemes: QuantizationSweep.schemes(ladder: ladder, quantGroup: options.quantGroup))
         // The per-layer methods first, so that their Grams are dropped before xKV's group Grams exist.
         for method in [FitMethod.pca, .cskv, .matryoshka, .xkv] {
             if method == .xkv { (fitLayer, evalLayer, oldFit, oldEval) = ([:], [:], [:], [:]) }
@@ -65,6 +72,8 @@ public enum LowRankSweep {
             // One fit per unit at the widest rung; every other rung is a prefix of its basis.
             o.budget = .keepRatio(ladder.last ?? 1)
             var totals = Totals(rungs: ladder.count)
+            // xKV's shuffled-token null (fit tokens only), priced like xKV itself at the same ranks per rung.
+            var nullTotals = Totals(rungs: ladder.count)
             var allProjections: [Projection] = []
             var allRanks: [[Int]] = ladder.map { _ in [] }
             let groups = method == .xkv ? ProjectionFitter.groups(of: layers, options: o).groups : single
@@ -115,6 +124,11 @@ public enum LowRankSweep {
                         normGrams: evalGrams, heads: heads, headDim: dump.shape.headDim, heldOut: true,
                         fittedOn: false)
                 }
+                if method == .xkv {
+                    try nullTotals.addShuffledNull(
+                        dump, runs: split.fit, groups: batchGroups, fitGrams: fitGrams, options: o, heads: heads,
+                        ladder: ladder, progress: progress)
+                }
                 // Memory accounting needs only shapes and ranks: keep empty-basis copies.
                 allProjections += fitted.projections.map {
                     var p = $0
@@ -122,21 +136,35 @@ public enum LowRankSweep {
                     return p
                 }
                 for ri in ladder.indices { allRanks[ri] += rankTable[ri] }
+                if method == .cskv {
+                    try quantized.addLayer(
+                        dump, layer: batchGroups[0][0], split: split, heldOut: heldOut, options: options,
+                        cskv: fitted.projections, cskvRanks: rankTable, ladder: ladder)
+                }
             }
             for (ri, q) in ladder.enumerated() {
+                let memory = LowRankFit.memoryRatio(
+                    allProjections, ranks: allRanks[ri], runs: split.eval, options: o, channels: heads,
+                    headDim: dump.shape.headDim, layers: layers.count)
                 rungsOf[method, default: []].append(
                     FitReport.Rung(
-                        method: method.rawValue, keepRatio: q,
-                        memoryRatio: LowRankFit.memoryRatio(
-                            allProjections, ranks: allRanks[ri], runs: split.eval, options: o, channels: heads,
-                            headDim: dump.shape.headDim, layers: layers.count),
+                        method: method.rawValue, keepRatio: q, memoryRatio: memory,
                         fitError: totals.overall(ri, heldOut: false),
                         heldOutError: heldOut ? totals.overall(ri, heldOut: true) : nil,
                         ranks: nil))
+                if method == .xkv {
+                    nullRungs.append(
+                        FitReport.Rung(
+                            method: nullMethod, keepRatio: q, memoryRatio: memory,
+                            fitError: nullTotals.overall(ri, heldOut: false), heldOutError: nil, ranks: nil))
+                }
             }
         }
-        return FitMethod.allCases.flatMap { rungsOf[$0] ?? [] }
+        return FitMethod.allCases.flatMap { rungsOf[$0] ?? [] } + nullRungs + quantized.rungs(heldOut: heldOut)
     }
+
+    /// The sweep's name for xKV's shuffled-token null.
+    public static let nullMethod = "xkv_null"
 
     /// Squared errors per rung and (kind, layer), and squared norms per (kind, layer), on fit and held-out tokens.
     struct Totals {
@@ -182,6 +210,33 @@ public enum LowRankSweep {
                         if heldOut { heldNorms["\(kind)/\(layer)"] = norm } else { norms["\(kind)/\(layer)"] = norm }
                     }
                 }
+            }
+        }
+
+        /// Adds xKV's shuffled-token null of `groups` (`ShuffledNull`): the groups refitted on their null Grams and
+        /// priced on them at every rung's ranks, so its points sit at xKV's memory; a one-layer group's null is
+        /// its own fit.
+        mutating func addShuffledNull(
+            _ dump: Dump, runs: TokenRuns, groups: [[Int]], fitGrams: [TensorKind: [GramAccumulator]],
+            options: FitOptions, heads: [TensorKind: Int], ladder: [Double], progress: ((AnalysisProgress) -> Void)?
+        ) throws {
+            // One kind at a time, so one null Gram exists beside the fitted ones (MemoryEstimate.fit counts one).
+            for (kind, real) in fitGrams.sorted(by: { $0.key < $1.key }) {
+                let nulls = try ShuffledNull.accumulate(
+                    dump, runs: runs, kind: kind, groups: groups, blockTokens: options.blockTokens,
+                    seed: ShuffledNull.defaultSeed, progress: progress)
+                let nullGrams = [kind: zip(nulls, real).map { $0 ?? $1 }]
+                let fitted = try ProjectionFitter.fit(
+                    grams: nullGrams, groups: groups, heads: heads, headDim: dump.shape.headDim, options: options)
+                let rankTable = ladder.map { q in
+                    fitted.projections.map {
+                        ProjectionFitter.rank(
+                            budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
+                    }
+                }
+                add(
+                    fitted.projections, rankTable: rankTable, groups: groups, errorGrams: nullGrams,
+                    normGrams: nullGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false, fittedOn: true)
             }
         }
 

@@ -18,10 +18,14 @@ public struct ReconstructionErrors: Sendable, Equatable {
     }
 
     /// Root mean square of the relative errors over the layers where they are defined (of one kind, or of
-    /// every kind); nil when none is.
+    /// every kind); nil when none is. Of every kind: a pre-RoPE fit's keys count once, after RoPE (`.key`), so
+    /// that it compares with a post-RoPE fit; `.keyPreRope` counts only when there is no `.key`.
     public func overall(_ kind: TensorKind? = nil) -> Double? {
+        let hasKey = normSquared[.key] != nil
         // Sorted kinds and layers: a dictionary's order changes from run to run, and so would the sum's last bits.
-        let errors = normSquared.keys.sorted().filter { kind == nil || $0 == kind }.flatMap { k in
+        let errors = normSquared.keys.sorted().filter {
+            kind == nil ? !($0 == .keyPreRope && hasKey) : $0 == kind
+        }.flatMap { k in
             normSquared[k]!.keys.sorted().compactMap { relative(k, layer: $0) }
         }
         return errors.isEmpty ? nil : (errors.reduce(0) { $0 + $1 * $1 } / Double(errors.count)).squareRoot()
@@ -47,6 +51,9 @@ public struct ReconstructionSettings: Sendable {
     public var quantization = LatentQuantization.none
     public var quantGroup = 32
     public var blockTokens = TokenBlockReader.defaultBlockTokens
+    /// Pre-RoPE key fits: the RoPE of the dump's keys. The `.keyPreRope` projections are then also priced after
+    /// RoPE, ‖K_post − RoPE(K̂_pre)‖ against the dump's `key` (RoPE(K_pre) when it has none), as kind `.key`.
+    public var rope: RotaryEmbedding? = nil
 
     public init() {}
 }
@@ -62,7 +69,7 @@ struct GroupReconstructor {
     let quantizer: LatentQuantizer?
     /// Each projection's first `ranks[i]` basis columns, cut once.
     private let bases: [Matrix<Float>]
-    private var input: [Float] = [], latent: [Float] = [], output: [Float] = []
+    private var input: [Float] = [], output: [Float] = []
 
     init(
         projections: [Projection], ranks: [Int], layers: [Int], channels: Int, kind: TensorKind,
@@ -84,55 +91,87 @@ struct GroupReconstructor {
         meanScale: Float = 1
     ) -> [[Float]] {
         var rebuilt = buffers.map { Array($0[0..<(rows * channels)]) }
-        for (index, p) in projections.enumerated() {
-            let rank = ranks[index]
-            let width = p.channels.count
-            let dim = p.dimension
-            if input.count < rows * dim { input = [Float](repeating: 0, count: rows * dim) }
-            if output.count < rows * dim { output = [Float](repeating: 0, count: rows * dim) }
-            if latent.count < rows * max(rank, 1) { latent = [Float](repeating: 0, count: rows * max(p.rank, 1)) }
-            // X_u: the unit's channels of each layer side by side, minus μ.
-            for r in 0..<rows {
-                for position in layers.indices {
-                    for c in 0..<width {
-                        let column = position * width + c
-                        input[r * dim + column] =
-                            buffers[position][r * channels + p.channels.lowerBound + c]
-                            - (p.mean?[column] ?? 0) * meanScale
+        for index in projections.indices {
+            var y = latents(buffers, rows: rows, projection: index, meanScale: meanScale)
+            if let quantizer {
+                let rank = ranks[index]
+                y.withUnsafeMutableBufferPointer { y in
+                    if kind == .value {
+                        quantizer.quantizeRows(y, rows: rows, columns: rank)
+                    } else {
+                        quantizer.quantizeColumns(y, columns: rank, segments: segments)
                     }
                 }
             }
-            let basis = bases[index]
-            input.withUnsafeBufferPointer { x in
-                basis.values.withUnsafeBufferPointer { b in
-                    latent.withUnsafeMutableBufferPointer { y in
-                        BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y)
-                        if let quantizer {
-                            if kind == .value {
-                                quantizer.quantizeRows(y, rows: rows, columns: rank)
-                            } else {
-                                quantizer.quantizeColumns(y, columns: rank, segments: segments)
-                            }
-                        }
-                        output.withUnsafeMutableBufferPointer { out in
-                            BLAS.multiply(
-                                UnsafeBufferPointer(y), b, m: rows, n: dim, k: rank, transposeB: true, into: out)
-                        }
-                    }
-                }
-            }
+            expand(y, rows: rows, projection: index, latentRow: latentRow, into: &rebuilt, meanScale: meanScale)
+        }
+        return rebuilt
+    }
+
+    /// y = (X_u − μ)P of projection `index` (its first `ranks[index]` columns) for the block `buffers`
+    /// (`rows × channels` per layer of the group): `rows × ranks[index]`, row-major, unquantized.
+    /// (`kvstat compress` stores these; `rebuild` quantizes and expands them.)
+    mutating func latents(_ buffers: [[Float]], rows: Int, projection index: Int, meanScale: Float = 1) -> [Float] {
+        let p = projections[index]
+        let rank = ranks[index]
+        let width = p.channels.count
+        let dim = p.dimension
+        if input.count < rows * dim { input = [Float](repeating: 0, count: rows * dim) }
+        var y = [Float](repeating: 0, count: rows * rank)
+        // X_u: the unit's channels of each layer side by side, minus μ.
+        for r in 0..<rows {
             for position in layers.indices {
-                for r in 0..<rows where latentRow[r] {
-                    for c in 0..<width {
-                        let column = position * width + c
-                        rebuilt[position][r * channels + p.channels.lowerBound + c] =
-                            output[r * dim + column]
-                            + (p.mean?[column] ?? 0) * meanScale
+                for c in 0..<width {
+                    let column = position * width + c
+                    input[r * dim + column] =
+                        buffers[position][r * channels + p.channels.lowerBound + c]
+                        - (p.mean?[column] ?? 0) * meanScale
+                }
+            }
+        }
+        guard rank > 0 else { return y }
+        let basis = bases[index]
+        input.withUnsafeBufferPointer { x in
+            basis.values.withUnsafeBufferPointer { b in
+                y.withUnsafeMutableBufferPointer { y in BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y) }
+            }
+        }
+        return y
+    }
+
+    /// x̂ = yPᵀ + μ of projection `index` from its `rows × ranks[index]` latents `y`, written into the unit's
+    /// channels of `rebuilt` (`rows × channels` per layer) at the rows where `latentRow` is true.
+    mutating func expand(
+        _ y: [Float], rows: Int, projection index: Int, latentRow: [Bool], into rebuilt: inout [[Float]],
+        meanScale: Float = 1
+    ) {
+        let p = projections[index]
+        let rank = ranks[index]
+        let width = p.channels.count
+        let dim = p.dimension
+        if output.count < rows * dim { output = [Float](repeating: 0, count: rows * dim) }
+        if rank == 0 {
+            for i in 0..<(rows * dim) { output[i] = 0 }
+        } else {
+            let basis = bases[index]
+            y.withUnsafeBufferPointer { y in
+                basis.values.withUnsafeBufferPointer { b in
+                    output.withUnsafeMutableBufferPointer { out in
+                        BLAS.multiply(y, b, m: rows, n: dim, k: rank, transposeB: true, into: out)
                     }
                 }
             }
         }
-        return rebuilt
+        for position in layers.indices {
+            for r in 0..<rows where latentRow[r] {
+                for c in 0..<width {
+                    let column = position * width + c
+                    rebuilt[position][r * channels + p.channels.lowerBound + c] =
+                        output[r * dim + column]
+                        + (p.mean?[column] ?? 0) * meanScale
+                }
+            }
+        }
     }
 }
 
@@ -183,8 +222,19 @@ public enum ReconstructionEvaluator {
             }
             let channels = reconstructor.channels
             var buffers = [[Float]](repeating: [], count: layers.count)
+            // Pre-RoPE keys: the dump's post-RoPE keys too (the after-RoPE reference), when it has them.
+            let rope = kind == .keyPreRope ? settings.rope : nil
+            let postReaders =
+                rope != nil && dump.kinds.contains(.key)
+                ? try layers.map { layer throws(DumpError) in
+                    try TensorReader(dump: dump, layer: layer, kind: .key, scratch: scratch)
+                } : []
+            var postBuffers = [[Float]](repeating: [], count: postReaders.count)
             for blockIndex in plan.blocks.indices {
                 let (rows, pieces, excluded) = try plan.readGroup(blockIndex, from: readers, into: &buffers)
+                let postExcluded =
+                    postReaders.isEmpty
+                    ? excluded : try plan.readGroup(blockIndex, from: postReaders, into: &postBuffers).excluded
                 let (latent, segments) = latentRows(
                     pieces: pieces, rows: rows, excluded: excluded, thresholds: thresholds)
                 // A block whose values would overflow float32 in the projection's products (or underflow) is
@@ -198,6 +248,12 @@ public enum ReconstructionEvaluator {
                 if !scale.isIdentity {
                     for position in layers.indices {
                         buffers[position].withUnsafeMutableBufferPointer { b in
+                            let view = UnsafeMutableBufferPointer(rebasing: b[0..<(rows * channels)])
+                            scale.apply(UnsafeBufferPointer(view), into: view)
+                        }
+                    }
+                    for position in postBuffers.indices {
+                        postBuffers[position].withUnsafeMutableBufferPointer { b in
                             let view = UnsafeMutableBufferPointer(rebasing: b[0..<(rows * channels)])
                             scale.apply(UnsafeBufferPointer(view), into: view)
                         }
@@ -221,9 +277,47 @@ public enum ReconstructionEvaluator {
                     errors.normSquared[kind, default: [:]][layer, default: 0] += norm * energyScale
                     errors.errorSquared[kind, default: [:]][layer, default: 0] += error * energyScale
                 }
+                if let rope {
+                    addAfterRope(
+                        rope, exact: buffers, reference: postBuffers, rebuilt: rebuilt, rows: rows, pieces: pieces,
+                        excluded: excluded.union(postExcluded), layers: layers, heads: dump.shape.heads(of: kind),
+                        headDim: dump.shape.headDim, energyScale: energyScale, into: &errors)
+                }
             }
         }
         return errors
+    }
+
+    /// Adds ‖K_post − RoPE(K̂_pre)‖² and ‖K_post‖² of one block to `errors` as kind `.key`, K_post being
+    /// `reference` (the dump's post-RoPE keys) or, when that is empty, RoPE(`exact`); rows at their stored
+    /// token positions, rows non-finite in either tensor left out.
+    static func addAfterRope(
+        _ rope: RotaryEmbedding, exact: [[Float]], reference: [[Float]], rebuilt: [[Float]], rows: Int,
+        pieces: ArraySlice<TokenRun>, excluded: Set<Int>, layers: [Int], heads: Int, headDim: Int,
+        energyScale: Double, into errors: inout ReconstructionErrors
+    ) {
+        let positions = RotaryEmbedding.positions(of: pieces)
+        let channels = heads * headDim
+        for (position, layer) in layers.enumerated() {
+            let rotated = rope.applied(
+                rebuilt[position], rows: rows, heads: heads, headDim: headDim, positions: positions)
+            let post =
+                reference.isEmpty
+                ? rope.applied(exact[position], rows: rows, heads: heads, headDim: headDim, positions: positions)
+                : reference[position]
+            var norm = 0.0
+            var error = 0.0
+            for r in 0..<rows where !excluded.contains(r) {
+                for c in 0..<channels {
+                    let x = Double(post[r * channels + c])
+                    let d = x - Double(rotated[r * channels + c])
+                    norm += x * x
+                    error += d * d
+                }
+            }
+            errors.normSquared[.key, default: [:]][layer, default: 0] += norm * energyScale
+            errors.errorSquared[.key, default: [:]][layer, default: 0] += error * energyScale
+        }
     }
 
     /// The (kind, layer group) pairs of `projections`, in order of first appearance.

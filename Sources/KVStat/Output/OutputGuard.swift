@@ -65,6 +65,8 @@ public struct OutputGuard: Sendable {
         /// What the input is, for messages: "the dump", "a state file", "the artifact", ….
         var role: String
         var identity: PathIdentity
+        /// A folder input (a folder of safetensors files): nothing may be written anywhere inside it.
+        var isFolder: Bool
     }
 
     private var inputs: [Input] = []
@@ -77,12 +79,21 @@ public struct OutputGuard: Sendable {
 
     /// Records an input (a file the command reads) under `role`.
     public mutating func addInput(_ path: String, role: String) {
-        inputs.append(Input(path: path, role: role, identity: PathIdentity(path)))
+        var isDirectory: ObjCBool = false
+        let isFolder = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+        inputs.append(Input(path: path, role: role, identity: PathIdentity(path), isFolder: isFolder))
     }
 
-    /// Throws when writing `path` would replace an input.
+    /// Throws when writing `path` would replace an input, or add a file inside a folder input (a later run would
+    /// read it as part of the dump).
     public func checkNotInput(_ path: String) throws(DumpError) {
         let identity = PathIdentity(path)
+        if let folder = inputs.first(where: { $0.isFolder && identity.isInside($0.identity) }) {
+            throw DumpError(
+                .cannotWrite,
+                "is inside \(folder.role) this command reads (\(folder.path), a folder); writing there would change "
+                    + "it: choose another output path", file: path)
+        }
         guard let input = inputs.first(where: { identity.isSameFile(as: $0.identity) }) else { return }
         let also = input.path == path ? "" : " (\(input.path))"
         throw DumpError(
@@ -101,6 +112,12 @@ public struct OutputGuard: Sendable {
         if exists && !isDirectory.boolValue {
             try checkNotInput(directory)
             throw DumpError(.cannotWrite, "exists and is not a folder; choose another -o", file: directory)
+        }
+        // A dump that is a folder (of safetensors files) would gain kvstat's files, and a later run would read them.
+        if let input = inputs.first(where: { PathIdentity(directory).isSameFile(as: $0.identity) }) {
+            let message =
+                "is \(input.role) this command reads (a folder); writing into it would change it: choose another -o"
+            throw DumpError(.cannotWrite, message, file: directory)
         }
         for name in names + [OutputFolderMarker.fileName] {
             try checkNotInput(directory + "/" + name)

@@ -12,9 +12,15 @@ public struct AnalysisState: Sendable {
         public var layers: [LayerStatistics]
         /// Keyed by position in `AnalysisState.pairs`.
         public var cross: [CrossLayerAccumulator]
+        /// With `options.xkvGroupSize` (keys, values and pre-RoPE keys): the Gram of each layer group of
+        /// `AnalysisState.xkvGroups`, its layers' channels side by side (`XKVGroupFolder`); else empty.
+        public var xkvGroups: [GramAccumulator]
 
-        public init(shape: LayerShape, layers: [LayerStatistics], cross: [CrossLayerAccumulator]) {
-            (self.shape, self.layers, self.cross) = (shape, layers, cross)
+        public init(
+            shape: LayerShape, layers: [LayerStatistics], cross: [CrossLayerAccumulator],
+            xkvGroups: [GramAccumulator] = []
+        ) {
+            (self.shape, self.layers, self.cross, self.xkvGroups) = (shape, layers, cross, xkvGroups)
         }
 
         /// Each layer's Gram accumulator (empty when neither spectra nor similarity were computed).
@@ -29,32 +35,59 @@ public struct AnalysisState: Sendable {
     public var pairs: [(Int, Int)]
     /// Where the tokens came from: one summary per dump merged in.
     public var sources: [DumpSummary]
+    /// Attention-mass sinks, measured by `Analyzer` (nil when the options do not ask for them). Not kept in state
+    /// files and dropped by `merge`: they need a dump's queries and keys together.
+    public var attentionMass: AttentionMass? = nil
 
-    /// Combines another state of the same model and options (shapes and layers must match) holding other
-    /// tokens: states whose sources overlap (`AnalysisState.overlap`) are refused, as they would count the
-    /// same tokens twice.
-    public mutating func merge(_ other: AnalysisState) throws(DumpError) {
+    /// The layer groups (layer numbers) whose group Grams the state holds: consecutive runs of
+    /// `options.xkvGroupSize` analysed layers (`XKVGrouping`); empty without `--xkv-groups`.
+    public var xkvGroups: [[Int]] { options.xkvGroupSize.map { XKVGrouping.groups(layers, size: $0) } ?? [] }
+
+    /// Whether `kind` gets group Grams with `--xkv-groups` (the kinds with cross-layer products).
+    public static func hasXKVGroups(_ kind: TensorKind) -> Bool {
+        kind == .key || kind == .value || kind == .keyPreRope
+    }
+
+    /// Combines another state of the same model (`ModelSignature`) and options holding other tokens: states whose
+    /// sources overlap (`AnalysisState.overlap`) are refused, as they would count the same tokens twice.
+    ///
+    /// The tensor kinds need not be the same: the accumulators of a kind both hold are merged (exactly: sums of the
+    /// same terms), and a kind only one holds is kept as it is, so dumps of one model with and without queries
+    /// merge into keys and values of all of them and queries of those that had queries (`dumps(of:)` counts them).
+    /// Kinds both hold must have the same shapes and statistics. On any error the state is left as it was.
+    ///
+    /// xKV group Grams (`--xkv-groups`) add like the per-layer Grams when both states hold them for the same
+    /// grouping; when the groupings differ (or one state has none) the merged state holds none, and the returned
+    /// note says so (never a Gram of some of the tokens under the name of all of them).
+    @discardableResult
+    public mutating func merge(_ other: AnalysisState) throws(DumpError) -> String? {
         if let (mine, theirs) = AnalysisState.overlap(sources, other.sources) {
             throw DumpError(
                 .badData,
                 "holds tokens the other state already holds "
                     + "(\(DumpSummary.describeOverlap(mine, theirs))); merging them would count those tokens twice")
         }
-        guard other.layers == layers, Set(other.kinds.keys) == Set(kinds.keys),
+        if let a = signature, let b = other.signature, a != b {
+            throw DumpError(
+                .badData,
+                "holds dumps of another model (\(b.text)) than the state it would join (\(a.text)); only dumps of "
+                    + "one model can be merged")
+        }
+        guard other.layers == layers,
             other.pairs.map({ [$0.0, $0.1] }) == pairs.map({ [$0.0, $0.1] }),
             other.options.center == options.center, other.options.dctWindow == options.dctWindow,
             other.options.sections == options.sections
         else {
             throw DumpError(
                 .badData,
-                "states differ in layers, tensor kinds, layer pairs or options (--only, --center, --dct-window) and "
-                    + "cannot be merged"
+                "states differ in layers, layer pairs or options (--layers, --only, --center, --dct-window, "
+                    + "--all-pairs) and cannot be merged"
             )
         }
-        // Every kind is checked before any is merged: a mismatch in a later kind must leave this state as it was,
-        // never half-merged. Then the accumulators are merged in place (no copy of their C² buffers).
+        // Every shared kind is checked before any is merged: a mismatch in a later kind must leave this state as
+        // it was, never half-merged. Then the accumulators are merged in place (no copy of their C² buffers).
         for (kind, theirs) in other.kinds {
-            let mine = kinds[kind]!
+            guard let mine = kinds[kind] else { continue }
             let names = { (state: KindState) in state.layers.map { $0.statistics.map { type(of: $0).stateName } } }
             guard mine.shape == theirs.shape, mine.layers.count == theirs.layers.count,
                 mine.cross.count == theirs.cross.count, names(mine) == names(theirs)
@@ -65,14 +98,37 @@ public struct AnalysisState: Sendable {
                 )
             }
         }
+        let groupNote = Self.groupMergeNote(options.xkvGroupSize, other.options.xkvGroupSize)
         for (kind, theirs) in other.kinds {
+            guard kinds[kind] != nil else {
+                kinds[kind] = theirs  // a kind only the other state holds
+                continue
+            }
             for i in theirs.layers.indices { try kinds[kind]!.layers[i].merge(theirs.layers[i]) }
             for i in theirs.cross.indices { kinds[kind]!.cross[i].merge(theirs.cross[i]) }
+            if groupNote == nil {
+                for i in theirs.xkvGroups.indices { kinds[kind]!.xkvGroups[i].merge(theirs.xkvGroups[i]) }
+            }
+        }
+        if groupNote != nil {
+            options.xkvGroupSize = nil
+            for kind in kinds.keys { kinds[kind]!.xkvGroups = [] }
         }
         sources += other.sources
+        attentionMass = nil  // not mergeable: see `attentionMass`
         // The merged state covers the union of the parts; a selection no longer describes it.
         if other.options.sequences != options.sequences { options.sequences = nil }
         if other.options.tokenRange != options.tokenRange { options.tokenRange = nil }
+        return groupNote
+    }
+
+    /// The note of a merge whose states hold xKV group Grams of different groupings (or only one holds them),
+    /// whose group Grams are therefore dropped; nil when they merge.
+    static func groupMergeNote(_ mine: Int?, _ theirs: Int?) -> String? {
+        guard mine != theirs else { return nil }
+        let text = { (g: Int?) in g.map { "--xkv-groups \($0)" } ?? "none" }
+        return "xKV group Grams dropped: the states hold different groupings (\(text(mine)) and \(text(theirs))), "
+            + "so the merged state has none; analyze every dump with the same --xkv-groups G to fit xkv from it"
     }
 }
 

@@ -11,6 +11,13 @@ import KVNumerics
 /// count and packed lower triangle; channel moments; token-norm sketch; DCT energy; non-finite count) and
 /// `pair/{p}/…` for the p-th layer pair (cross product, cosine sum and count). One dataset per layer keeps
 /// memory at one layer's accumulators while saving or loading.
+///
+/// With `--xkv-groups G` (options `xkv_group_size`), key, value and pre-RoPE key groups also hold
+/// `xkv_group/{g}/…` for the g-th group of G consecutive analysed layers (`AnalysisState.xkvGroups`; its `layers`
+/// attribute names them): the group's Gram of its layers' channels side by side, as a layer's (`gram_count`,
+/// `gram_sum`, `gram_lower_packed`, of W = g·C channels). A state without them is the same file as before the
+/// option existed, so the format stays `kvstat.state/2`: older states load unchanged, and an older kvstat reading a
+/// state with group Grams ignores them.
 public enum AnalysisStateFile {
     public static let format = "kvstat.state/2"
 
@@ -39,6 +46,7 @@ public enum AnalysisStateFile {
                 8 * (c * (c + 1) / 2 + 6 * c + PositionProfile.bucketCount * (c + 1) + 2 * 4096 + 3 * 64 + 80)
             bytes += ks.layers.count * (perLayer + 16 * 4096)
             bytes += ks.cross.count * (8 * c * c + 8192)
+            for gram in ks.xkvGroups { bytes += 8 * (gram.channels * (gram.channels + 1) / 2 + gram.channels) + 8192 }
         }
         return bytes
     }
@@ -66,12 +74,20 @@ public enum AnalysisStateFile {
             let group = try root.createGroup(kind.rawValue)
             try group.setAttribute("channels", [Double(ks.shape.channels)])
             try group.setAttribute("head_dim", [Double(ks.shape.headDim)])
+            // For readers of the file (h5py): how many dumps this kind's accumulators hold. kvstat derives it from
+            // the sources' kinds (`AnalysisState.dumps(of:)`) and checks it on loading.
+            try group.setAttribute("dumps", [Double(state.dumps(of: kind))])
             // Every statistic writes its own datasets (`LayerStatistic.encode`), one group per analysed layer.
             for i in ks.layers.indices {
                 try ks.layers[i].encode(to: StateGroup(try group.createGroup("layer/\(i)"), file: file.path))
             }
             for (p, cross) in ks.cross.enumerated() {
                 try cross.encode(to: StateGroup(try group.createGroup("pair/\(p)"), file: file.path))
+            }
+            for (g, layers) in zip(ks.xkvGroups.indices, state.xkvGroups) {
+                let member = try group.createGroup("xkv_group/\(g)")
+                try ks.xkvGroups[g].encode(to: StateGroup(member, file: file.path))
+                try member.setAttribute("layers", layers.map(Double.init))
             }
         }
         try file.flush()
@@ -155,19 +171,27 @@ public enum AnalysisStateFile {
             let perLayer = Bytes.sum(Bytes.product(4, channels, channels + 1), Bytes.product(64, channels))
             let declaredPairs =
                 pairs.isEmpty ? 0 : try group.exists("pair") ? group.group("pair").memberNames().count : 0
+            // xKV group Grams (`--xkv-groups`): a packed (g·C)² Gram per group of g layers.
+            let layerGroups = options.xkvGroupSize.map { XKVGrouping.groups(Array(layers.indices), size: $0) } ?? []
+            let groupBytes = layerGroups.reduce(0) {
+                let w = Bytes.product($1.count, channels)
+                return Bytes.sum($0, Bytes.product(4, w, Bytes.sum(w, 1)), Bytes.product(8, w))
+            }
             loading.add(
                 "\(kind.rawValue) accumulators",
                 Bytes.product(
                     2,
                     Bytes.sum(
                         Bytes.product(layers.count, perLayer),
-                        Bytes.product(declaredPairs, 8, channels, channels))),
+                        Bytes.product(declaredPairs, 8, channels, channels), groupBytes)),
                 hint: "merge fewer layers (analyze with --layers)")
             try loading.check(file: path)
             let declaredHeadDim = try group.numericAttribute("head_dim")?.first ?? Double(source.headDim)
             let headDim = try integer(declaredHeadDim, 1...channels, "head_dim")
-            // The group's sizes must be the sources' model: heads × head_dim channels.
-            let heads = kind == .query ? (source.queryHeads ?? source.kvHeads) : source.kvHeads
+            // The group's sizes must be the sources' model: heads × head_dim channels (queries: the query heads of
+            // the sources that have queries; the first source may have none).
+            let queryHeads = sources.first { $0.kinds.contains(name) && $0.queryHeads != nil }?.queryHeads
+            let heads = kind == .query ? (queryHeads ?? source.kvHeads) : source.kvHeads
             guard headDim == source.headDim, channels == heads * headDim else {
                 throw DumpError(
                     .badLayout,
@@ -212,8 +236,61 @@ public enum AnalysisStateFile {
                         decoding: StateGroup(pair, file: path), layerA: layers[pairs[p].0],
                         layerB: layers[pairs[p].1], channels: channels))
             }
+            ks.xkvGroups = try readGroups(
+                group, kind: kind, layerGroups: AnalysisState.hasXKVGroups(kind) ? layerGroups : [],
+                layers: ks.layers, shape: shape, path: path)
+            // The kind's dump count, when written, must be the one its sources give.
+            if let written = try group.numericAttribute("dumps")?.first, written != Double(state.dumps(of: kind)) {
+                let number =
+                    written.isFinite && written == written.rounded() && abs(written) < 1e15
+                    ? String(Int(written)) : String(written)
+                throw DumpError(
+                    .badLayout,
+                    "state group /\(name) says it holds \(number) dumps, but its sources list \(state.dumps(of: kind)) "
+                        + "with \(name) tensors", file: path)
+            }
             state.kinds[kind] = ks
         }
+        // Every source's kinds have accumulators and every kind's accumulators have a source (kinds a source lists
+        // that this kvstat does not know are left out of both).
+        let listed = Set(sources.flatMap(\.kinds).compactMap(TensorKind.init(rawValue:)))
+        guard listed == Set(state.kinds.keys) else {
+            let names = { (kinds: Set<TensorKind>) in kinds.sorted().map(\.rawValue).joined(separator: ", ") }
+            throw DumpError(
+                .badLayout,
+                "state file's sources list tensor kinds (\(names(listed))) other than its groups "
+                    + "(\(names(Set(state.kinds.keys))))", file: path)
+        }
         return state
+    }
+
+    /// A kind's xKV group Grams: one per group of `layerGroups` (positions), each counting at most the rows of
+    /// every layer in it (a row non-finite in one layer is left out of the group); none when `layerGroups` is
+    /// empty, and then the file must hold none.
+    private static func readGroups(
+        _ group: HDF5Group, kind: TensorKind, layerGroups: [[Int]], layers: [LayerStatistics], shape: LayerShape,
+        path: String
+    ) throws -> [GramAccumulator] {
+        let stored = group.exists("xkv_group") ? try group.group("xkv_group").memberNames().count : 0
+        guard stored == layerGroups.count else {
+            throw DumpError(
+                .badLayout,
+                "state group /\(kind.rawValue) holds \(stored) xKV group Grams; its options' xkv_group_size and "
+                    + "layers give \(layerGroups.count)", file: path)
+        }
+        var result: [GramAccumulator] = []
+        for (g, positions) in layerGroups.enumerated() {
+            let member = StateGroup(try group.group("xkv_group/\(g)"), file: path)
+            let width = LayerShape(channels: shape.channels * positions.count, headDim: shape.headDim)
+            let gram = try GramAccumulator(decoding: member, shape: width)
+            let rows = positions.map { layers[$0][RowCount.self]?.validRows ?? Int.max }.min() ?? 0
+            guard gram.count <= rows else {
+                throw DumpError(
+                    .badLayout, "counts \(gram.count) rows, more than its layers hold (\(rows))", file: path,
+                    dataset: member.group.path)
+            }
+            result.append(gram)
+        }
+        return result
     }
 }

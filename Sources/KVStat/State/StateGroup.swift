@@ -34,6 +34,16 @@ public struct StateGroup {
                 file: file,
                 dataset: group.childPath(name))
         }
+        // kvstat writes float64 for every real accumulator and int64 for counts: a dataset of another class (an
+        // h5py bool or integer where sums belong, say) would convert to numbers no accumulator can hold.
+        let floating = T.self == Double.self || T.self == Float.self
+        switch dataset.element {
+        case .float where floating, .integer where !floating: break
+        default:
+            throw DumpError(
+                .badLayout, "holds \(dataset.element) values, expected \(floating ? "float64" : "int64")", file: file,
+                dataset: group.childPath(name))
+        }
         let values: [T] = try dataset.readAll()
         if let count, values.count != count {
             throw DumpError(

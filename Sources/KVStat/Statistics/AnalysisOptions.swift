@@ -40,6 +40,15 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
     /// Largest panel (window tokens × channels × 4 bytes) the frequency pass reads at once; wider layers are
     /// transformed a group of heads at a time.
     public var frequencyPanelBytes = 32 << 20
+    /// `--xkv-groups G`: also accumulate, for keys, values and pre-RoPE keys, the Gram of each group of G
+    /// consecutive analysed layers side by side (`XKVGroupFolder`), for `fit-lowrank STATE --method xkv
+    /// --group-size G`. nil (the default) computes and saves nothing more.
+    public var xkvGroupSize: Int?
+    /// `--sink-queries N`: query positions sampled per sequence for the attention-mass sinks (`AttentionMass`;
+    /// dumps with queries, outliers section); 0 skips them.
+    public var sinkQueries = 64
+    /// Causal mask for the attention-mass sinks (keys after a query are masked); `--no-causal` for encoders.
+    public var causal = true
 
     public init() {}
 
@@ -52,6 +61,8 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
         if blockTokens < 1 { return "block_tokens \(blockTokens)" }
         if frequencyPanelBytes < 1 { return "frequency_panel_bytes \(frequencyPanelBytes)" }
         if let layers, layers.isEmpty { return "an empty layer list" }
+        if let g = xkvGroupSize, !(2...XKVGrouping.maxGroupSize).contains(g) { return "xkv_group_size \(g)" }
+        if !(0...1_000_000).contains(sinkQueries) { return "sink_queries \(sinkQueries)" }
         return nil
     }
 
@@ -68,6 +79,9 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
         blockTokens = try c.decode(Int.self, forKey: .blockTokens)
         pairs = try c.decode(LayerPairs.self, forKey: .pairs)
         frequencyPanelBytes = try c.decode(Int.self, forKey: .frequencyPanelBytes)
+        xkvGroupSize = try c.decodeIfPresent(Int.self, forKey: .xkvGroupSize)
+        sinkQueries = try c.decodeIfPresent(Int.self, forKey: .sinkQueries) ?? 64
+        causal = try c.decodeIfPresent(Bool.self, forKey: .causal) ?? true
     }
 
     /// Encodes sections in their canonical order, so the same options always give the same JSON.
@@ -84,6 +98,9 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
         try c.encode(blockTokens, forKey: .blockTokens)
         try c.encode(pairs, forKey: .pairs)
         try c.encode(frequencyPanelBytes, forKey: .frequencyPanelBytes)
+        try c.encodeIfPresent(xkvGroupSize, forKey: .xkvGroupSize)
+        try c.encode(sinkQueries, forKey: .sinkQueries)
+        try c.encode(causal, forKey: .causal)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -94,6 +111,9 @@ public struct AnalysisOptions: Sendable, Codable, Equatable {
         case dctWindow = "dct_window"
         case blockTokens = "block_tokens"
         case frequencyPanelBytes = "frequency_panel_bytes"
+        case xkvGroupSize = "xkv_group_size"
+        case sinkQueries = "sink_queries"
+        case causal
     }
 }
 

@@ -14,7 +14,7 @@ public enum Analyzer {
     ) throws -> AnalysisState {
         let layers = try dump.selectLayers(options.layers)
         let needsPairs = options.sections.contains(.similarity)
-        let runs = try selectedRuns(dump, options: options)
+        let runs = try options.selection.runs(of: dump)
         // Refuse a run that cannot fit before allocating anything sized by the dump (exit 69).
         let pairCount =
             !needsPairs || layers.count < 2
@@ -29,20 +29,9 @@ public enum Analyzer {
             case .all: pairs = layers.indices.flatMap { a in (a + 1..<layers.count).map { (a, $0) } }
             }
         }
-        let selection = [
-            options.sequences.map { "sequences \(IndexList.text($0))" },
-            options.tokenRange.map {
-                "tokens \($0.lowerBound):\($0.upperBound == Int.max ? "" : String($0.upperBound))"
-            },
-        ].compactMap { $0 }
         var state = AnalysisState(
             options: options, layers: layers, kinds: [:], pairs: pairs,
-            sources: [
-                DumpSummary(
-                    dump, selected: runs,
-                    selection: selection.isEmpty ? nil : selection.joined(separator: ", "),
-                    sequences: options.sequences, tokenRange: options.tokenRange)
-            ])
+            sources: [options.selection.summary(of: dump, runs: runs)])
         let plan = BlockPlan(runs: runs, blockTokens: options.blockTokens)
         // The file's SHA-256 on a second thread while the passes run (it reads the file once more, mostly
         // from the page cache the passes fill).
@@ -56,9 +45,15 @@ public enum Analyzer {
                 cross: kindPairs.map {
                     CrossLayerAccumulator(layerA: layers[$0.0], layerB: layers[$0.1], channels: channels)
                 })
+            // `--xkv-groups G`: each group of G consecutive layers' Gram, their channels side by side.
+            let groupPositions =
+                options.xkvGroupSize.flatMap { AnalysisState.hasXKVGroups(kind) ? $0 : nil }
+                .map { XKVGrouping.groups(Array(layers.indices), size: $0) } ?? []
+            var groupFolder = groupPositions.isEmpty ? nil : XKVGroupFolder(groups: groupPositions, channels: channels)
             let excluded = try blockPass(
                 dump, kind: kind, layers: layers, plan: plan, pairs: kindPairs, options: options, state: &kindState,
-                timings: timings, progress: progress)
+                groups: &groupFolder, timings: timings, progress: progress)
+            kindState.xkvGroups = groupFolder?.grams ?? []
             if options.sections.contains(.frequency) {
                 try frequencyPass(
                     dump, runs: runs, kind: kind, layers: layers, options: options, excluded: excluded,
@@ -67,24 +62,16 @@ public enum Analyzer {
             }
             state.kinds[kind] = kindState
         }
+        // Attention-mass sinks (dumps with queries): two passes over each layer's keys per sequence.
+        if AttentionMass.isComputed(by: options) {
+            state.attentionMass = try timings.measure("sinks") {
+                try AttentionMass.measure(
+                    dump, runs: runs, layers: layers, queriesPerSequence: options.sinkQueries, causal: options.causal,
+                    blockTokens: options.blockTokens)
+            }
+        }
         if let digest { state.sources[0].sha256 = try timings.measure("sha256") { try digest.result() } }
         return state
-    }
-
-    /// The dump's valid tokens restricted to `options.sequences` and `options.tokenRange`.
-    static func selectedRuns(_ dump: Dump, options: AnalysisOptions) throws(DumpError) -> TokenRuns {
-        guard options.sequences != nil || options.tokenRange != nil else { return dump.tokenRuns }
-        if let bad = options.sequences?.first(where: { $0 < 0 || $0 >= dump.shape.sequences }) {
-            throw DumpError(
-                .badData, "sequence \(bad) asked for, but the dump has sequences 0–\(dump.shape.sequences - 1)",
-                file: dump.path)
-        }
-        let runs = dump.tokenRuns.selecting(sequences: options.sequences.map(Set.init), positions: options.tokenRange)
-        guard runs.totalTokens > 0 else {
-            throw DumpError(
-                .badData, "the selected sequences and token positions hold no valid tokens", file: dump.path)
-        }
-        return runs
     }
 
     /// Token-block-major pass: for each block, every layer in turn; a layer's block is kept while a later
@@ -93,8 +80,8 @@ public enum Analyzer {
     @discardableResult
     static func blockPass(
         _ dump: Dump, kind: TensorKind, layers: [Int], plan: BlockPlan, pairs: [(Int, Int)],
-        options: AnalysisOptions, state: inout AnalysisState.KindState, timings: StageTimings,
-        progress: ((AnalysisProgress) -> Void)?
+        options: AnalysisOptions, state: inout AnalysisState.KindState, groups: inout XKVGroupFolder?,
+        timings: StageTimings, progress: ((AnalysisProgress) -> Void)?
     ) throws -> [[Int: Set<Int>]] {
         var excludedPositions = [[Int: Set<Int>]](repeating: [:], count: layers.count)
         let scratch = ReadScratch()
@@ -118,6 +105,13 @@ public enum Analyzer {
                 try plan.read(blockIndex, from: reader, into: &buffers[slot]) { block in
                     let foldStart = DispatchTime.now().uptimeNanoseconds
                     state.layers[li].fold(block, scratch: foldScratch, timings: timings)
+                    if groups != nil {
+                        // rows · G·C · C per layer: the group's SSYRK, rows · (G·C)², over its G layers.
+                        let width = Double(block.columns * (groups!.groups.first?.count ?? 1))
+                        timings.measure("xkv groups", flops: Double(block.rows) * width * Double(block.columns)) {
+                            groups!.add(block, layer: li)
+                        }
+                    }
                     folding = Double(DispatchTime.now().uptimeNanoseconds - foldStart) / 1e9
                     if !block.excludedRows.isEmpty {
                         let excludedSet = Set(block.excludedRows)

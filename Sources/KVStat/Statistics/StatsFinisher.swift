@@ -13,7 +13,7 @@ public enum StatsFinisher {
         let o = state.options
         var layers = state.layers.map { StatsReport.Layer(layer: $0, kinds: [:]) }
         var similarity: [String: [StatsReport.Pair]] = [:]
-        let dump = DumpSummary.combining(state.sources)
+        let dump = state.combinedSummary
         for kind in state.kinds.keys.sorted() {
             let ks = state.kinds[kind]!
             let wantsBasis = o.sections.contains(.similarity) && !ks.cross.isEmpty
@@ -35,9 +35,12 @@ public enum StatsFinisher {
                 }
             }
         }
-        return StatsReport(
+        var report = StatsReport(
             kvstatVersion: version, options: o, dump: dump, sources: state.sources.map(\.path),
             layerNumbers: state.layers, layers: layers, similarity: similarity)
+        report.dumpsPerKind = state.dumpsPerKind
+        report.attentionSinks = attentionSinks(state, layers: layers)
+        return report
     }
 
     /// CKA, cosine and alignments of every computed pair (positions into the analysed layers); a measure is
@@ -137,6 +140,30 @@ public enum StatsFinisher {
     }
 
     static func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
+
+    /// The attention-mass sinks of `state` (`AttentionMass.finish`, norm ratios against the finished layers' median
+    /// token norms), or why they were not judged.
+    static func attentionSinks(_ state: AnalysisState, layers: [StatsReport.Layer]) -> StatsReport.AttentionSinks {
+        let o = state.options
+        guard AttentionMass.isComputed(by: o) else {
+            return AttentionMass.unjudged(
+                o.sections.contains(.outliers)
+                    ? "Attention-mass sinks not computed (--sink-queries 0)."
+                    : "Attention-mass sinks not computed: the outliers section was left out.", options: o)
+        }
+        guard let mass = state.attentionMass else {
+            return AttentionMass.unjudged(
+                "Attention-mass sinks cannot be judged from state files, which do not keep them: analyze the dump.",
+                options: o)
+        }
+        var medians: [TensorKind: [Int: Double]] = [:]
+        for layer in layers {
+            for kind in [TensorKind.key, .value] {
+                if let m = layer.kinds[kind]?.tokenNorms?.medianNorm { medians[kind, default: [:]][layer.layer] = m }
+            }
+        }
+        return mass.finish(keyMedians: medians[.key] ?? [:], valueMedians: medians[.value] ?? [:])
+    }
 
     /// An alignment ‖AᵀB‖²_F / r of orthonormal r-column bases lies in [0, 1]; rounding may overshoot by a few
     /// ulps (clamped). A value further out would be a bug, not a number to report: nil.

@@ -53,10 +53,16 @@ public struct StatsReport: Codable, Sendable {
         public var sinks: [Sink]
         /// Tokens above the threshold in all (sinks lists at most 64).
         public var sinkCount: Int
+        /// Tokens whose non-zero norm is below median_norm / outlier_factor (at most 64, smallest first), and how
+        /// many in all; nil in reports written before they were kept.
+        public var smallNorms: [Sink]? = nil
+        public var smallNormCount: Int? = nil
         enum CodingKeys: String, CodingKey {
             case sinks
             case medianNorm = "median_norm"
             case sinkCount = "sink_count"
+            case smallNorms = "small_norms"
+            case smallNormCount = "small_norm_count"
         }
 
         public init(medianNorm: Double?, sinks: [Sink], sinkCount: Int) {
@@ -68,6 +74,8 @@ public struct StatsReport: Codable, Sendable {
             try c.encode(medianNorm, forKey: .medianNorm)
             try c.encode(sinks, forKey: .sinks)
             try c.encode(sinkCount, forKey: .sinkCount)
+            try c.encode(smallNorms, forKey: .smallNorms)
+            try c.encode(smallNormCount, forKey: .smallNormCount)
         }
     }
 
@@ -257,14 +265,22 @@ public struct StatsReport: Codable, Sendable {
     public var dump: DumpSummary
     /// Every dump merged into these statistics (one for a plain run).
     public var sources: [String]
+    /// Per tensor kind, how many different dumps its statistics hold (`AnalysisState.dumps(of:)`): dumps of one
+    /// model with and without queries merge on the kinds they share, so a corpus may hold keys of 3 dumps and
+    /// queries of 1. Nil in reports written before it was recorded.
+    public var dumpsPerKind: [String: Int]? = nil
     public var layerNumbers: [Int]
     public var layers: [Layer]
     /// Kind (`key`, `value`, `key_pre_rope`) → the computed layer pairs, in analysis order. A list rather than
     /// an L×L matrix, so the file grows with the pairs computed, not with the square of the layer count.
     public var similarity: [String: [Pair]]
+    /// Attention-mass sinks (`AttentionMass`); nil in reports written before they were measured.
+    public var attentionSinks: AttentionSinks? = nil
 
     enum CodingKeys: String, CodingKey {
         case schema, options, dump, sources, layers, similarity
+        case attentionSinks = "attention_sinks"
+        case dumpsPerKind = "dumps_per_kind"
         case kvstatVersion = "kvstat_version"
         case layerNumbers = "layer_numbers"
     }

@@ -30,6 +30,9 @@ public struct TokenNormSketch: LayerStatistic {
     public internal(set) var count = 0
     /// The largest norms seen, descending.
     public internal(set) var largest: [Entry] = []
+    /// The smallest non-zero norms seen, ascending (tokens much smaller than the median: a sink's key or value
+    /// may be one).
+    public internal(set) var smallest: [Entry] = []
     public let capacity: Int
 
     public init(capacity: Int = 64) {
@@ -57,6 +60,7 @@ public struct TokenNormSketch: LayerStatistic {
                 (low, high) = (min(low, bin), max(high, bin))
                 count += 1
                 keepIfLargest(Entry(sequence: run.sequence, token: run.start + i, norm: norm))
+                keepIfSmallest(Entry(sequence: run.sequence, token: run.start + i, norm: norm))
             }
             row += run.count
         }
@@ -70,6 +74,16 @@ public struct TokenNormSketch: LayerStatistic {
         histogram[TokenNormSketch.bin(entry.norm), default: 0] += 1
         count += 1
         keepIfLargest(entry)
+        keepIfSmallest(entry)
+    }
+
+    /// Inserts `entry` into `smallest` when it is among the `capacity` smallest norms seen.
+    private mutating func keepIfSmallest(_ entry: Entry) {
+        if smallest.count < capacity || entry.norm < smallest[smallest.count - 1].norm {
+            let index = smallest.firstIndex { $0.norm > entry.norm } ?? smallest.count
+            smallest.insert(entry, at: index)
+            if smallest.count > capacity { smallest.removeLast() }
+        }
     }
 
     /// Inserts `entry` into `largest` when it is among the `capacity` largest norms seen.
@@ -85,6 +99,7 @@ public struct TokenNormSketch: LayerStatistic {
         histogram.merge(other.histogram, uniquingKeysWith: +)
         count += other.count
         largest = Array((largest + other.largest).sorted { $0.norm > $1.norm }.prefix(capacity))
+        smallest = Array((smallest + other.smallest).sorted { $0.norm < $1.norm }.prefix(capacity))
     }
 
     /// The median norm, as the geometric centre of the histogram bin holding it; nil when no token has a
@@ -111,6 +126,17 @@ public struct TokenNormSketch: LayerStatistic {
         let binned = histogram.reduce(0) { $0 + ($1.key > edge ? $1.value : 0) }
         return (entries, max(entries.count, binned))
     }
+
+    /// Tokens whose non-zero norm is below the median / `factor` (at most `capacity` of them), and how many are
+    /// in all (from the histogram, exact to the bin). None when there is no median.
+    public func smallNorms(factor: Double) -> (entries: [Entry], count: Int) {
+        guard let median else { return ([], 0) }
+        let threshold = median / factor
+        let entries = smallest.filter { $0.norm < threshold }
+        let edge = TokenNormSketch.bin(threshold)
+        let binned = histogram.reduce(0) { $0 + ($1.key < edge ? $1.value : 0) }
+        return (entries, max(entries.count, binned))
+    }
 }
 
 // MARK: LayerStatistic: state file `norms_*`; stats.json `token_norms`.
@@ -133,37 +159,76 @@ extension TokenNormSketch {
             "norms_largest_position", largest.flatMap { [Int64($0.sequence), Int64($0.token)] },
             shape: [largest.count, 2])
         try group.write("norms_largest_norm", largest.map(\.norm))
+        try group.write(
+            "norms_smallest_position", smallest.flatMap { [Int64($0.sequence), Int64($0.token)] },
+            shape: [smallest.count, 2])
+        try group.write("norms_smallest_norm", smallest.map(\.norm))
     }
 
+    /// Reads what `encode` wrote, refusing (`.badLayout`, naming the dataset) what kvstat never writes: a bin
+    /// outside the sketch or twice, bin counts that do not sum to `norms_count`, more than `capacity` largest or
+    /// smallest norms (or more than `norms_count`), a norm that is not finite and > 0, a negative position.
     public init(decoding group: StateGroup, shape: LayerShape) throws {
         self.init()
         count = try group.count("norms_count")
+        let refuse = { (name: String, what: String) in
+            DumpError(.badLayout, what, file: group.file, dataset: group.group.childPath(name))
+        }
         let bins: [Int64] = try group.read("norms_bins")
         let binCounts: [Int64] = try group.read("norms_bin_counts", count: bins.count)
+        var total = 0
         for (bin, n) in zip(bins, binCounts) {
             guard (0..<Int64(TokenNormSketch.binCount)).contains(bin), n >= 0 else {
-                throw DumpError(
-                    .badLayout, "holds a histogram bin outside the sketch", file: group.file,
-                    dataset: group.group.childPath("norms_bins"))
+                throw refuse("norms_bins", "holds a histogram bin outside the sketch")
             }
-            histogram[Int(bin), default: 0] += Int(n)
+            guard histogram[Int(bin)] == nil else { throw refuse("norms_bins", "holds histogram bin \(bin) twice") }
+            let (sum, overflow) = total.addingReportingOverflow(Int(n))
+            guard !overflow, sum <= count else {
+                throw refuse("norms_bin_counts", "holds bin counts that sum to more than norms_count (\(count))")
+            }
+            (histogram[Int(bin)], total) = (Int(n), sum)
         }
-        let norms: [Double] = try group.read("norms_largest_norm")
-        let positions: [Int64] = try group.read("norms_largest_position", count: 2 * norms.count)
-        largest = norms.indices.map {
+        guard total == count else {
+            throw refuse("norms_bin_counts", "holds bin counts that sum to \(total), not norms_count (\(count))")
+        }
+        largest = try entries(group, norms: "norms_largest_norm", positions: "norms_largest_position", refuse)
+        // State files written before the smallest norms were kept have none (small-norm tokens are then counted
+        // from the histogram only).
+        if group.group.exists("norms_smallest_norm") {
+            smallest = try entries(group, norms: "norms_smallest_norm", positions: "norms_smallest_position", refuse)
+        }
+    }
+
+    /// The kept norms `norms` with their (sequence, token) `positions`, checked as `init(decoding:shape:)` says.
+    private func entries(
+        _ group: StateGroup, norms name: String, positions positionsName: String,
+        _ refuse: (String, String) -> DumpError
+    ) throws -> [Entry] {
+        let norms: [Double] = try group.read(name)
+        guard norms.count <= min(capacity, count) else {
+            throw refuse(name, "holds \(norms.count) norms, more than the \(min(capacity, count)) the sketch can keep")
+        }
+        if let bad = norms.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw refuse(name, "holds a norm \(bad), not finite and > 0")
+        }
+        let positions: [Int64] = try group.read(positionsName, count: 2 * norms.count)
+        guard positions.allSatisfy({ $0 >= 0 }) else { throw refuse(positionsName, "holds a negative position") }
+        return norms.indices.map {
             Entry(sequence: Int(positions[2 * $0]), token: Int(positions[2 * $0 + 1]), norm: norms[$0])
         }
     }
 
-    /// The median token norm (null when no token has a non-zero one) and the sinks above F × it.
+    /// The median token norm (null when no token has a non-zero one), the large-norm tokens above F × it
+    /// (`sinks`, the name stats.json has always used) and the small-norm tokens below it / F.
     public func finish(into stats: inout StatsReport.KindStats, context: inout FinishContext) throws {
         let medianNorm = median
         let (entries, count) = sinks(factor: context.options.outlierFactor)
-        stats.tokenNorms = StatsReport.Tokens(
-            medianNorm: medianNorm,
-            sinks: entries.map {
-                StatsReport.Sink(sequence: $0.sequence, token: $0.token, norm: $0.norm, ratio: $0.norm / medianNorm!)
-            },
-            sinkCount: count)
+        let (small, smallCount) = smallNorms(factor: context.options.outlierFactor)
+        let row = { (e: Entry) in
+            StatsReport.Sink(sequence: e.sequence, token: e.token, norm: e.norm, ratio: e.norm / medianNorm!)
+        }
+        stats.tokenNorms = StatsReport.Tokens(medianNorm: medianNorm, sinks: entries.map(row), sinkCount: count)
+        stats.tokenNorms?.smallNorms = small.map(row)
+        stats.tokenNorms?.smallNormCount = smallCount
     }
 }

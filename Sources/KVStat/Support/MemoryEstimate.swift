@@ -18,8 +18,11 @@ import KVNumerics
 /// - channel moments, per kind and layer: 36·C (max |x| float32; mean, M2, M3, M4 float64); the position
 ///   profile: 8·32·(C + 1) (Σ|x| per position bucket and channel, and the bucket counts).
 /// - token-norm sketches, per kind and layer: 48·min(T, 1024) (the sparse log histogram's occupied bins, T tokens
-///   read, its norms assumed to span at most 16 octaves) + 24·64 (largest norms).
+///   read, its norms assumed to span at most 16 octaves) + 2·24·64 (largest and smallest norms).
 /// - cross-layer products, per paired kind and pair: 8·C².
+/// - xKV group Grams (`--xkv-groups G`, held to the end), per paired kind and group of g layers (⌊L/G⌋ groups of
+///   G, and one of L mod G when that is not 0): 8·W(W+1)/2 + 8·W with W = g·C; plus, while the block pass runs
+///   (one kind at a time), the joined block and its float32 product, 4·B·W + 4·W² with W = min(G, L)·C.
 /// - the largest of three stages, one kind at a time:
 ///   - block pass: (kept + 2.5)·4·B·C + 4·C², kept = L with `--all-pairs` (else min(L, 2)) blocks held, one block
 ///     of read scratch (float32 plus raw halves) and one rescaled copy, plus the float32 block product;
@@ -32,6 +35,7 @@ import KVNumerics
 ///   - eigen stage: 3·8·C² (the Gram, its centred copy, LAPACK's copy) + 16·C·r (r = min(align rank, C)) +
 ///     8·C·r per layer of kept alignment bases when similarity is computed.
 /// - report: 2 KiB per kind, layer and channel (values, JSON and CSV text), 256 bytes per pair.
+/// - attention-mass sinks (dumps with queries, `--sink-queries` > 0): see `attentionSinks(layers:…)`.
 /// - readers: the L readers of one kind the block pass holds open, each of which may keep 8 MiB of partly read
 ///   chunks while libhdf5 keeps its own 8 MiB chunk cache (`readerCacheBytes`; at most 16·S·C, S the tokens
 ///   the tensor stores, padding included), and the read workers' buffers, at most `readWorkerBytes` between
@@ -40,7 +44,8 @@ import KVNumerics
 /// `kvstat fit-lowrank` (`fit(kinds:…)`),
 /// with G = layers per group (xKV; 1 otherwise), W = G·C, and D the channels of one projection (W, or the
 /// heads of a unit × head_dim for per-head and matryoshka fits):
-/// - Gram matrices: 8·W(W+1)/2 + 8·W per kind for one group at a time; matryoshka holds every layer's.
+/// - Gram matrices: 8·W(W+1)/2 + 8·W per kind for one group at a time; matryoshka holds every layer's; xKV
+///   (G > 1) one more, its shuffled-token null (built one kind at a time).
 /// - Gram pass: 4·B·C·(G + 1.5) + 4·B·W (the joined block) + 4·W².
 /// - eigen stage: 40·W² when D = W (the Gram, its centred copy, LAPACK's copy and workspace), else
 ///   16·W² + 40·D² (the group's matrix kept while its units' blocks are decomposed).
@@ -142,11 +147,40 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         let window = min(options.dctWindow ?? longest, longest)
         let rows = min(options.blockTokens, max(runs.totalTokens, 1))
         let kept = options.pairs == .all && layers > 2 ? layers : min(layers, 2)
-        return analysis(
+        var e = analysis(
             kinds: kinds, layers: layers, pairs: pairs, tokens: runs.totalTokens, blockRows: rows, keptBlocks: kept,
             sections: options.sections,
             longestWindow: window, frequencyPanelBytes: options.frequencyPanelBytes, alignRank: options.alignRank,
-            headDim: dump.shape.headDim, storedTokens: Bytes.product(dump.shape.sequences, dump.shape.maxTokens))
+            headDim: dump.shape.headDim, storedTokens: Bytes.product(dump.shape.sequences, dump.shape.maxTokens),
+            xkvGroupSize: options.xkvGroupSize)
+        if AttentionMass.isComputed(by: options), let hq = dump.shape.queryHeads, dump.kinds.contains(.query) {
+            e.add(
+                "attention-mass sinks",
+                attentionSinks(
+                    layers: layers, positions: dump.shape.maxTokens, queryHeads: hq, kvHeads: dump.shape.kvHeads,
+                    headDim: dump.shape.headDim, queries: options.sinkQueries, blockRows: rows),
+                hint: "use a smaller --sink-queries (0: none), or select fewer --layers")
+        }
+        return e
+    }
+
+    /// The attention-mass sinks (`AttentionMass`): L·(64·k + 32·Hq) held to the end (per layer its k = `topCount`
+    /// top positions and each query head's top position), plus while a layer is measured 8·T·(Hq + 6) (per query
+    /// head a float64 per key position, and per position the uniform share, two norm sums and two counts, then
+    /// the shares) and while a sequence is measured n·Hq·(12·d + 16) (its sampled queries as float32 and float64,
+    /// the softmax maxima and sums), B·(8·C + 8·d) (a block of keys and of values, one KV head's keys as
+    /// float64) and 8·n·(Hq/Hkv)·B (the logits of one KV head), with T the longest stored sequence,
+    /// n = min(queries, T), C = Hkv·d.
+    static func attentionSinks(
+        layers: Int, positions: Int, queryHeads: Int, kvHeads: Int, headDim: Int, queries: Int, blockRows: Int
+    ) -> Int {
+        let n = min(max(queries, 0), positions)
+        let kept = Bytes.product(layers, Bytes.sum(64 * AttentionMass.topCount, Bytes.product(32, queryHeads)))
+        let held = Bytes.sum(kept, Bytes.product(8, positions, Bytes.sum(queryHeads, 6)))
+        let sampled = Bytes.product(n, queryHeads, Bytes.sum(Bytes.product(12, headDim), 16))
+        let block = Bytes.product(blockRows, Bytes.sum(Bytes.product(8, kvHeads, headDim), Bytes.product(8, headDim)))
+        let logits = Bytes.product(8, n, max(queryHeads / max(kvHeads, 1), 1), blockRows)
+        return Bytes.sum(Bytes.sum(held, sampled), Bytes.sum(block, logits))
     }
 
     /// `kvstat analyze` from shapes alone (see the type's documentation for the formulas).
@@ -154,10 +188,12 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         kinds: [KindShape], layers: Int, pairs: Int, tokens: Int, blockRows: Int, keptBlocks: Int,
         sections: Set<AnalysisSection>, longestWindow: Int, frequencyPanelBytes: Int, alignRank: Int,
         headDim: Int, storedTokens: Int = Int.max,
-        cores: Int = min(ProcessInfo.processInfo.activeProcessorCount, BLAS.threads)
+        cores: Int = min(ProcessInfo.processInfo.activeProcessorCount, BLAS.threads), xkvGroupSize: Int? = nil
     ) -> MemoryEstimate {
         var e = MemoryEstimate()
         let L = layers
+        var xkvGrams = 0
+        var xkvPass = 0
         let B = blockRows
         let similarity = sections.contains(.similarity)
         var gram = 0
@@ -168,7 +204,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         var blockPass = 0
         var frequency = 0
         var eigen = 0
-        let sketch = Bytes.sum(Bytes.product(48, min(max(tokens, 0), 1024)), 24 * 64)
+        let sketch = Bytes.sum(Bytes.product(48, min(max(tokens, 0), 1024)), 2 * 24 * 64)
         for kind in kinds {
             let C = kind.channels
             let packed = Bytes.sum(Bytes.product(8, C, Bytes.sum(C, 1)) / 2, Bytes.product(8, C))
@@ -182,6 +218,14 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             report = Bytes.sum(report, Bytes.product(L, C, 2048))
             if similarity && kind.paired {
                 cross = Bytes.sum(cross, Bytes.product(pairs, 8, C, C))
+            }
+            // xKV group Grams: ⌊L/G⌋ groups of G layers and one of L mod G, each a packed (g·C)² Gram and sums.
+            if let G = xkvGroupSize, G >= 1, kind.paired {
+                let packed = { (w: Int) in Bytes.sum(Bytes.product(8, w, Bytes.sum(w, 1)) / 2, Bytes.product(8, w)) }
+                let W = Bytes.product(min(G, L), C)
+                xkvGrams = Bytes.sum(
+                    xkvGrams, Bytes.product(L / G, packed(W)), L % G > 0 ? packed(Bytes.product(L % G, C)) : 0)
+                xkvPass = max(xkvPass, Bytes.sum(Bytes.product(4, B, W), Bytes.product(4, W, W)))
             }
             // Block pass: kept blocks + read scratch (1.5 blocks) + a rescaled copy (1 block), and the product.
             let block = Bytes.product(4, B, C)
@@ -218,6 +262,9 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         e.add(
             "cross-layer products", cross,
             hint: "drop --all-pairs, select fewer --layers, or leave similarity out of --only")
+        e.add(
+            "xKV group Grams", Bytes.sum(xkvGrams, xkvPass),
+            hint: "use a smaller --xkv-groups, or select fewer --layers")
         let stages = [
             ("block buffers", blockPass, "use a smaller --block-tokens"),
             ("DCT panel", frequency, "use a smaller --dct-window, or leave frequency out of --only"),
@@ -282,6 +329,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         let B = blockRows
         let groups = (L + G - 1) / G
         var grams = 0
+        var nullGram = 0
         var gramPass = 0
         var fitting = 0
         var projections = 0
@@ -292,6 +340,8 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             let W = Bytes.product(G, C)
             let gram = Bytes.sum(Bytes.product(8, W, Bytes.sum(W, 1)) / 2, Bytes.product(8, W))
             grams = Bytes.sum(grams, matryoshka ? Bytes.product(L, gram) : gram)
+            // xKV also builds each group's shuffled-token null Gram, one kind at a time, beside the fitted ones.
+            if G > 1 { nullGram = max(nullGram, gram) }
             let block = Bytes.product(4, B, C)
             gramPass = max(
                 gramPass,
@@ -316,7 +366,9 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
                 Bytes.product(n, queryHeads, Bytes.sum(Bytes.product(4, headDim), Bytes.product(16, headDim), 128)),
                 Bytes.product(8, longestSequence))
         }
-        e.add("Gram matrices", grams, hint: matryoshka ? "select fewer --layers" : "use a smaller --group-size")
+        e.add(
+            "Gram matrices", Bytes.sum(grams, nullGram),
+            hint: matryoshka ? "select fewer --layers" : "use a smaller --group-size")
         e.add("projections", projections, hint: "select fewer --layers, or a smaller budget")
         let stages = [
             ("Gram pass buffers", gramPass, "use a smaller --block-tokens"),
@@ -330,9 +382,18 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `kvstat fit-lowrank --sweep`: per-layer Grams of every layer, for fit and held-out tokens and, with a
-    /// window, for the tokens before it (up to 4 sets), plus one xKV group's at a time.
+    /// window, for the tokens before it (up to 4 sets), plus the largest of the fits of every method at the
+    /// widest rung (xKV: one group's Grams and its null at a time).
     public static func sweep(dump: Dump, options: FitOptions, layers: Int, runs: TokenRuns) -> MemoryEstimate {
-        var e = fit(dump: dump, options: options, layers: layers, runs: runs)
+        // The sweep fits every method (xKV with its shuffled-token null) at the ladder's widest rung, whatever
+        // --method says: the largest of those fits' estimates.
+        let fits = FitMethod.allCases.map { method in
+            var o = options
+            o.method = method
+            o.budget = .keepRatio(options.ladder.max() ?? 1)
+            return fit(dump: dump, options: o, layers: layers, runs: runs)
+        }
+        var e = fits.max { $0.total < $1.total } ?? fit(dump: dump, options: options, layers: layers, runs: runs)
         let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
         let sets = (options.holdout > 0 ? 2 : 1) * (options.window > 0 ? 2 : 1)
         let perLayer = kinds.reduce(0) { total, kind in
