@@ -6,26 +6,6 @@ internal import CHDF5
 internal import CProcessControl
 import Foundation
 
-/// Little-endian element types of a dataset with external storage.
-public enum ExternalElement: Sendable, Equatable {
-    /// IEEE binary16 (the type h5py writes for numpy float16).
-    case float16
-    case float32
-    case float64
-    /// A two's-complement or unsigned integer of 8, 16, 32 or 64 bits.
-    case integer(bits: Int, signed: Bool)
-
-    /// Bytes per element.
-    public var byteWidth: Int {
-        switch self {
-        case .float16: return 2
-        case .float32: return 4
-        case .float64: return 8
-        case .integer(let bits, _): return bits / 8
-        }
-    }
-}
-
 extension HDF5Group {
     /// Creates the dataset `relative` (intermediate groups too) of `shape` whose elements are the `bytes` bytes
     /// at `offset` of the file `externalFile`, row-major, stored as `element`. Nothing is read or written there:
@@ -35,7 +15,7 @@ extension HDF5Group {
     /// the element width; an empty dataset (a zero extent) gets no external storage.
     @discardableResult
     public func createExternalDataset(
-        _ relative: String, element: ExternalElement, shape: [Int], externalFile: String, offset: Int, bytes: Int
+        _ relative: String, element: StoredElement, shape: [Int], externalFile: String, offset: Int, bytes: Int
     ) throws -> HDF5Dataset {
         silenceHDF5ErrorPrinting()
         let object = childPath(relative)
@@ -53,47 +33,18 @@ extension HDF5Group {
                 .invalidArgument, "shape \(shape) of \(element) does not fill \(bytes) bytes at offset \(offset)",
                 file: filePath, object: object)
         }
-        let type = try Self.fileType(element, file: filePath, object: object)
-        let dims = shape.map { hsize_t($0) }
-        let space = Handle(
+        let type = try element.typeHandle(file: filePath, object: object)
+        let dataset = try makeDataset(relative, type: type.id, shape: shape) { dcpl in
             try check(
-                shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(dims.count), dims, nil), .createFailed,
-                "cannot create dataspace", file: filePath, object: object), .dataspace)
-        let dcpl = Handle(
-            try check(
-                H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath,
-                object: object), .propertyList)
-        try check(
-            H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER), .createFailed, "cannot set the fill time", file: filePath,
-            object: object)
-        if bytes > 0 {
-            try check(
-                H5Pset_external(dcpl.id, externalFile, off_t(offset), hsize_t(bytes)), .createFailed,
-                "cannot declare external storage in '\(externalFile)'", file: filePath, object: object)
+                H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), .createFailed, "cannot set the fill time", file: filePath,
+                object: object)
+            if bytes > 0 {
+                try check(
+                    H5Pset_external(dcpl, externalFile, off_t(offset), hsize_t(bytes)), .createFailed,
+                    "cannot declare external storage in '\(externalFile)'", file: filePath, object: object)
+            }
         }
-        let lcpl = Handle(
-            try check(
-                H5Pcreate(kv_h5p_link_create()), .createFailed, "cannot create property list", file: filePath,
-                object: object), .propertyList)
-        H5Pset_create_intermediate_group(lcpl.id, 1)
-        let id = H5Dcreate2(handle.id, relative, type.id, space.id, lcpl.id, dcpl.id, kv_h5p_default())
-        let dataset = Handle(
-            try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
         return try HDF5Dataset(opened: dataset, path: object, file: filePath)
-    }
-
-    /// The file datatype of `element`, little-endian (float16: IEEE half built from float32 as h5py does).
-    private static func fileType(_ element: ExternalElement, file: String, object: String) throws -> Handle {
-        let base: hid_t
-        switch element {
-        case .float16, .float32: base = kv_h5t_ieee_f32le()
-        case .float64: base = kv_h5t_ieee_f64le()
-        case .integer(let bits, let signed): base = kv_h5t_std_integer_le(Int32(bits), signed ? 1 : 0)
-        }
-        guard base >= 0 else {
-            throw HDF5Error(.invalidArgument, "no HDF5 type for \(element)", file: file, object: object)
-        }
-        return try copiedType(base, half: element == .float16, file: file, object: object)
     }
 }
 

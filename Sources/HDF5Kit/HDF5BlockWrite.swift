@@ -3,49 +3,55 @@
 // float16 datasets are written from raw IEEE half bits (the conversion of HDF5 1.10 rounds some values wrongly).
 internal import CHDF5
 
-/// The element type of a dataset created by `createDataset(_:shape:element:chunks:)`; the caller's buffers hold
-/// the same element, unconverted (float16 as its 16-bit pattern).
+/// The little-endian element type of a dataset kvstat creates, unconverted: the caller's buffers hold the same
+/// element (float16 as its 16-bit pattern), for block writes (`createDataset`) and for datasets whose elements
+/// live in another file (`createExternalDataset`).
 public enum StoredElement: Sendable, Equatable {
-    case float16, float32, uint8, int32, int64
+    /// IEEE binary16 (the type h5py writes for numpy float16).
+    case float16
+    case float32
+    case float64
+    /// A two's-complement or unsigned integer of 8, 16, 32 or 64 bits.
+    case integer(bits: Int, signed: Bool)
+
+    public static let uint8 = StoredElement.integer(bits: 8, signed: false)
+    public static let int32 = StoredElement.integer(bits: 32, signed: true)
+    public static let int64 = StoredElement.integer(bits: 64, signed: true)
 
     /// Bytes per element, in memory and in the file.
     public var byteWidth: Int {
         switch self {
-        case .uint8: return 1
         case .float16: return 2
-        case .float32, .int32: return 4
-        case .int64: return 8
+        case .float32: return 4
+        case .float64: return 8
+        case .integer(let bits, _): return bits / 8
         }
     }
 
-    /// A new handle to the little-endian file (and memory) type; float16 as h5py writes it.
+    /// A new handle to the little-endian file (and memory) type. libhdf5 1.10 has no half type of its own: float16
+    /// is a copy of float32 given half's fields, as h5py builds it.
     func typeHandle(file: String, object: String) throws -> Handle {
         let base: hid_t
         switch self {
         case .float16, .float32: base = kv_h5t_ieee_f32le()
-        case .uint8: base = kv_h5t_std_integer_le(8, 0)
-        case .int32: base = kv_h5t_std_integer_le(32, 1)
-        case .int64: base = kv_h5t_std_integer_le(64, 1)
+        case .float64: base = kv_h5t_ieee_f64le()
+        case .integer(let bits, let signed): base = kv_h5t_std_integer_le(Int32(bits), signed ? 1 : 0)
         }
-        return try copiedType(base, half: self == .float16, file: file, object: object)
+        guard base >= 0 else {
+            throw HDF5Error(.invalidArgument, "no HDF5 type for \(self)", file: file, object: object)
+        }
+        let type = Handle(
+            try check(H5Tcopy(base), .createFailed, "cannot copy a datatype", file: file, object: object), .datatype)
+        if self == .float16 {
+            // Sign bit 15, exponent 5 bits at 10, mantissa 10 bits at 0, bias 15; fields before the size shrinks.
+            try check(
+                H5Tset_fields(type.id, 15, 10, 5, 0, 10), .createFailed, "cannot lay out a half type", file: file,
+                object: object)
+            try check(H5Tset_size(type.id, 2), .createFailed, "cannot size a half type", file: file, object: object)
+            try check(H5Tset_ebias(type.id, 15), .createFailed, "cannot bias a half type", file: file, object: object)
+        }
+        return type
     }
-}
-
-/// A copy of the datatype `base`, turned into IEEE half (binary16) when `half`: libhdf5 1.10 has no half type of
-/// its own, so a 32-bit float copy gets half's fields. Used for the datasets kvstat creates (decompressed dumps)
-/// and catalogues (safetensors' F16 tensors).
-func copiedType(_ base: hid_t, half: Bool, file: String, object: String) throws -> Handle {
-    let type = Handle(
-        try check(H5Tcopy(base), .createFailed, "cannot copy a datatype", file: file, object: object), .datatype)
-    if half {
-        // Sign bit 15, exponent 5 bits at 10, mantissa 10 bits at 0, bias 15; fields before the size shrinks.
-        try check(
-            H5Tset_fields(type.id, 15, 10, 5, 0, 10), .createFailed, "cannot lay out a half type", file: file,
-            object: object)
-        try check(H5Tset_size(type.id, 2), .createFailed, "cannot size a half type", file: file, object: object)
-        try check(H5Tset_ebias(type.id, 15), .createFailed, "cannot bias a half type", file: file, object: object)
-    }
-    return type
 }
 
 extension HDF5Group {
@@ -56,32 +62,15 @@ extension HDF5Group {
     public func createDataset(
         _ relative: String, shape: [Int], element: StoredElement, chunks: [Int]? = nil
     ) throws -> HDF5Dataset {
-        let object = childPath(relative)
-        let dims = shape.map { hsize_t(max($0, 0)) }
-        let space = Handle(
-            try check(
-                H5Screate_simple(Int32(dims.count), dims, nil), .createFailed, "cannot create dataspace",
-                file: filePath, object: object), .dataspace)
-        let dcpl = Handle(
-            try check(
-                H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath,
-                object: object), .propertyList)
-        if let chunks, !shape.contains(0) {
+        let type = try element.typeHandle(file: filePath, object: childPath(relative))
+        let dataset = try makeDataset(relative, type: type.id, shape: shape.map { max($0, 0) }) { dcpl in
+            guard let chunks, !shape.contains(0) else { return }
             let chunkDims = zip(chunks, shape).map { hsize_t(max(min($0, $1), 1)) }
             try check(
-                H5Pset_chunk(dcpl.id, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking",
-                file: filePath, object: object)
+                H5Pset_chunk(dcpl, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking",
+                file: filePath, object: childPath(relative))
         }
-        let type = try element.typeHandle(file: filePath, object: object)
-        let lcpl = Handle(
-            try check(
-                H5Pcreate(kv_h5p_link_create()), .createFailed, "cannot create property list", file: filePath,
-                object: object), .propertyList)
-        H5Pset_create_intermediate_group(lcpl.id, 1)
-        let id = H5Dcreate2(handle.id, relative, type.id, space.id, lcpl.id, dcpl.id, kv_h5p_default())
-        let dataset = Handle(
-            try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
-        return try HDF5Dataset(opened: dataset, path: object, file: filePath)
+        return try HDF5Dataset(opened: dataset, path: childPath(relative), file: filePath)
     }
 }
 

@@ -100,6 +100,28 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
         return handle
     }
 
+    /// Creates the dataset `relative` (intermediate groups too) of file type `type` and `shape` (a scalar when
+    /// empty), its creation property list first set up by `configure` (chunking, filters, external storage): the
+    /// one place the datasets kvstat writes are created.
+    func makeDataset(
+        _ relative: String, type: hid_t, shape: [Int], configure: (hid_t) throws -> Void
+    ) throws -> Handle {
+        let object = childPath(relative)
+        let dims = shape.map { hsize_t($0) }
+        let space = Handle(
+            try check(
+                shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(dims.count), dims, nil), .createFailed,
+                "cannot create dataspace", file: filePath, object: object), .dataspace)
+        let dcpl = Handle(
+            try check(
+                H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath,
+                object: object), .propertyList)
+        try configure(dcpl.id)
+        let lcpl = try intermediateGroupsPropertyList(relative)
+        let id = H5Dcreate2(handle.id, relative, type, space.id, lcpl.id, dcpl.id, kv_h5p_default())
+        return Handle(try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
+    }
+
     /// Creates a child group (intermediate groups too).
     public func createGroup(_ relative: String) throws -> HDF5Group {
         let lcpl = try intermediateGroupsPropertyList(relative)
@@ -119,30 +141,17 @@ public final class HDF5Group: HDF5Node, @unchecked Sendable {
             throw HDF5Error(
                 .invalidArgument, "shape \(shape) does not hold \(values.count) values", file: filePath, object: object)
         }
-        let dims = shape.map { hsize_t($0) }
-        let space = Handle(
-            try check(
-                H5Screate_simple(Int32(dims.count), dims, nil), .createFailed, "cannot create dataspace",
-                file: filePath, object: object), .dataspace)
-        let dcpl = Handle(
-            try check(
-                H5Pcreate(kv_h5p_dataset_create()), .createFailed, "cannot create property list", file: filePath,
-                object: object), .propertyList)
-        if let chunks, !values.isEmpty {
+        let dataset = try makeDataset(relative, type: T.memoryElement.nativeType, shape: shape) { dcpl in
+            guard let chunks, !values.isEmpty else { return }
             let chunkDims = chunks.map { hsize_t(max($0, 1)) }
             try check(
-                H5Pset_chunk(dcpl.id, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking",
+                H5Pset_chunk(dcpl, Int32(chunkDims.count), chunkDims), .createFailed, "cannot set chunking",
                 file: filePath, object: object)
             if let gzipLevel {
-                H5Pset_shuffle(dcpl.id)
-                H5Pset_deflate(dcpl.id, UInt32(gzipLevel))
+                H5Pset_shuffle(dcpl)
+                H5Pset_deflate(dcpl, UInt32(gzipLevel))
             }
         }
-        let lcpl = try intermediateGroupsPropertyList(relative)
-        let id = H5Dcreate2(
-            handle.id, relative, T.memoryElement.nativeType, space.id, lcpl.id, dcpl.id, kv_h5p_default())
-        let dataset = Handle(
-            try check(id, .createFailed, "cannot create dataset", file: filePath, object: object), .dataset)
         if !values.isEmpty {
             let status = values.withUnsafeBytes { raw in
                 H5Dwrite(

@@ -23,7 +23,7 @@ enum SafetensorsCatalogue {
         /// Path in the catalogue: `/<tensor name>` for a single file, `/<file stem>/<tensor name>` in a folder;
         /// a `kv_cache` becomes `…/key` and `…/value`.
         var datasetPath: String
-        var element: ExternalElement
+        var element: StoredElement
         /// Stored as uint16 with `dtype = "bfloat16"` (how kvstat reads bfloat16 from HDF5).
         var bfloat16: Bool
         var shape: [Int]
@@ -166,7 +166,7 @@ enum SafetensorsCatalogue {
     }
 
     /// How a safetensors dtype is described to libhdf5 (bfloat16 as its bits, uint16; BOOL as uint8).
-    static func externalElement(_ dtype: SafetensorsDType) -> ExternalElement {
+    static func externalElement(_ dtype: SafetensorsDType) -> StoredElement {
         switch dtype {
         case .float16: return .float16
         case .float32: return .float32
