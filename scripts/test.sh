@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
+# Tests' `.timeLimit`s are hang guards of 10 minutes: Swift Testing starts a test's clock before one of the
+# two cooperative threads (2 cores) is free to run it, and long tests beside it have kept short ones waiting for
+# almost 3 minutes. Tests that must be quick measure their own body's time.
 swift test --skip-build
 # The fault corpus and the mutation fuzz pass against the built binary (Tests/Faults/README.md); each exits
 # non-zero on any failed case, which fails this script.

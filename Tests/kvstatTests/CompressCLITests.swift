@@ -44,7 +44,7 @@ import Testing
         Case(fit: ["--method", "cskv", "--window", "24", "--quant", "int4", "--quant-group", "16"]),
     ]
 
-    @Test(.timeLimit(.minutes(3)), arguments: cases)
+    @Test(.timeLimit(.minutes(10)), arguments: cases)
     func roundTripMatchesTheFitsError(_ c: Case) throws {
         let folder = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -100,7 +100,7 @@ import Testing
     /// SmolLM2 (post-RoPE keys, pre-RoPE keys, GQA): a pre-RoPE key fit stores `key_pre_rope` and decompress also
     /// writes `key` = RoPE(rebuilt); each kind's round-trip error equals the fit's. And cskv int8 on the same dump.
     @Test(
-        .timeLimit(.minutes(3)),
+        .timeLimit(.minutes(10)),
         arguments: [
             ["--keys", "pre-rope"],
             [
@@ -135,7 +135,7 @@ import Testing
     }
 
     /// kvstat's own readers accept the rebuilt dump: eval of the same artifact on it runs, and analyze too.
-    @Test(.timeLimit(.minutes(2))) func decompressedDumpIsReadByEvalAndAnalyze() throws {
+    @Test(.timeLimit(.minutes(10))) func decompressedDumpIsReadByEvalAndAnalyze() throws {
         let folder = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         _ = try Self.fit(["--method", "cskv", "--window", "8", "--quant", "int8"], in: folder)
@@ -154,7 +154,7 @@ import Testing
 
     /// --layers, --sequences, --tokens: the cache holds exactly those tokens; their round-trip error equals
     /// eval's on the same selection.
-    @Test(.timeLimit(.minutes(2))) func selectionIsCompressedAlone() throws {
+    @Test(.timeLimit(.minutes(10))) func selectionIsCompressedAlone() throws {
         let folder = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         _ = try Self.fit(["--method", "pca"], in: folder)
@@ -182,7 +182,7 @@ import Testing
     }
 
     /// Each refusal: one stderr line, the documented exit code, nothing written.
-    @Test(.timeLimit(.minutes(2))) func refusals() throws {
+    @Test(.timeLimit(.minutes(10))) func refusals() throws {
         let folder = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         _ = try Self.fit(["--method", "matryoshka"], in: folder)
