@@ -49,7 +49,7 @@ if ! "$KVSTAT" analyze --help >/dev/null 2>&1; then
     exit 2
 fi
 HAVE_ONLY=1
-if ! "$KVSTAT" analyze --help 2>&1 | grep -q -- '--only'; then
+if ! "$KVSTAT" analyze --help 2>&1 | grep -- '--only' >/dev/null; then
     echo "note: '$KVSTAT analyze --help' does not mention --only; the spectra-only case is numpy only" >&2
     HAVE_ONLY=0
 fi

@@ -98,7 +98,7 @@ check_count() {
     local tokens=$1 tag="inspect_--read-all_$1"
     local expected=$((LAYERS * 2 * KV_HEADS * tokens * HEAD_DIM))
     # accept 1234567, 1,234,567, 1_234_567 and 1 234 567
-    if sed -E ':a; s/([0-9])[,_ ]([0-9]{3})/\1\2/; ta' "$WORKDIR/$tag.out" | grep -qw "$expected"; then
+    if sed -E ':a; s/([0-9])[,_ ]([0-9]{3})/\1\2/; ta' "$WORKDIR/$tag.out" | grep -w "$expected" >/dev/null; then
         echo "  read-all ($tokens tokens): value count $expected found in the output"
     else
         echo "  warning: read-all ($tokens tokens) did not print the expected value count $expected" >&2
@@ -107,7 +107,7 @@ check_count() {
 }
 
 NAMES=("inspect")
-if "$KVSTAT" inspect --help 2>&1 | grep -q -- '--read-all'; then NAMES+=("inspect --read-all")
+if "$KVSTAT" inspect --help 2>&1 | grep -- '--read-all' >/dev/null; then NAMES+=("inspect --read-all")
 else echo "note: '$KVSTAT inspect --help' does not mention --read-all; skipping the full-read test" >&2; fi
 if "$KVSTAT" analyze --help >/dev/null 2>&1; then NAMES+=("analyze")
 else echo "note: '$KVSTAT analyze --help' failed; skipping analyze" >&2; fi

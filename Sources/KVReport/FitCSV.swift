@@ -6,11 +6,15 @@ public enum FitCSV {
     /// `layer,kind,rank,dimension,fit_error,held_out_error,external_error,xkv_grouped_error,xkv_null_error,
     /// xkv_per_layer_error`: rank and dimension summed over the layer's projections (heads), errors relative
     /// Frobenius; the `xkv_` columns are the layer's xKV group's shuffled-token control (`ShuffledNull.Control`,
-    /// pooled over the group, fit tokens); empty where not evaluated, undefined or not an xKV group.
+    /// pooled over the group, fit tokens); empty where not evaluated, undefined or not an xKV group. Then the
+    /// layer's attention-level errors (`attention_logit_error`, `attention_output_error`, repeated on each kind's
+    /// row: attention uses both) and, with `--keep-sinks`, `attention_output_error_without_sinks` (the same
+    /// projections rebuilding the sink rows too); empty without queries or sinks.
     public static func perLayer(_ report: FitReport) -> String {
         var lines = [
             "layer,kind,rank,dimension,fit_error,held_out_error,external_error,xkv_grouped_error,xkv_null_error,"
-                + "xkv_per_layer_error"
+                + "xkv_per_layer_error,attention_logit_error,attention_output_error,"
+                + "attention_output_error_without_sinks"
         ]
         var controls: [String: ShuffledNull.Control] = [:]
         for control in report.xkvNull ?? [] {
@@ -36,9 +40,12 @@ public enum FitCSV {
                 let fitted = cell(report.fit.perLayer[kind]?[i] ?? nil)
                 let control = controls["\(kind)/\(layer)"]
                 let null = [control?.groupedError, control?.nullError, control?.perLayerError].map(cell)
+                let attention = [
+                    report.attention?.logits, report.attention?.outputs, report.attentionWithoutSinks?.outputs,
+                ].map { cell($0.flatMap { $0.indices.contains(i) ? $0[i] : nil }) }
                 lines.append(
                     "\(layer),\(kind),\(rank),\(dimension),\(fitted),\(held),\(external),"
-                        + null.joined(separator: ","))
+                        + (null + attention).joined(separator: ","))
             }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -262,13 +262,13 @@ public enum ReportHTML {
             let cells = [
                 escapeXML(f.method), ChartFormat.number(f.memoryRatio),
                 ChartFormat.number(f.compression) + "×", optional(f.fitError), optional(f.heldOutError),
-                optional(f.attentionError),
+                optional(f.attentionError), f.sinks.map(escapeXML) ?? "—", optional(f.attentionErrorWithoutSinks),
             ]
             return "<tr>" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
         }.joined()
         let header = [
             "method", "memory ÷ original", "compression", "fit error", "held-out error",
-            "attention output error",
+            "attention output error", "sinks kept exact", "attention output error without sinks",
         ].map { "<th>\($0)</th>" }.joined()
         return section(
             "fits", "6. Low-rank fits",

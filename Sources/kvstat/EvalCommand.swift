@@ -40,6 +40,13 @@ struct EvalCommand: ParsableCommand {
             settings.rope = manifest.rope?.embedding
             let selected = try selection.resolve(in: dump)
             let runs = try selected.runs(of: dump)
+            // `--keep-sinks` artifacts: sink positions are a dump's own, so they are chosen on this one by the
+            // fit's rule (attention mass with queries, else the first tokens) and kept exact.
+            if manifest.options.sinkCount > 0 {
+                settings.sinks = try KeepSinks.choose(
+                    dump, runs: runs, layers: manifest.layers, count: manifest.options.sinkCount,
+                    options: manifest.options)
+            }
             let errors = try ReconstructionEvaluator.evaluate(
                 dump, runs: runs, projections: projections,
                 ranks: manifest.units.map(\.rank), settings: settings)

@@ -92,6 +92,12 @@ struct FitLowrankCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Causal mask for attention-level errors (keys after a query are masked).")
     var causal = true
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep the K attention-sink positions of each sequence exact (by attention mass with queries, else the "
+                + "first K tokens), priced in full; ≥ 0 (0: none).", valueName: "K"))
+    var keepSinks = 0
+
     @Flag(help: "Every method over the ladder of keep ratios: the error-versus-memory curve (sweep.csv).")
     var sweep = false
 
@@ -196,6 +202,8 @@ struct FitLowrankCommand: ParsableCommand {
         o.attentionQueries = attentionQueries
         o.causal = causal
         o.blockTokens = options.blockTokens
+        try OptionBounds.check(keepSinks, "--keep-sinks", in: 0...Int.max)
+        o.keepSinks = keepSinks > 0 ? keepSinks : nil
         try ropeOptions(into: &o)
         return o
     }
@@ -218,6 +226,12 @@ struct FitLowrankCommand: ParsableCommand {
                 guard !fit.preRopeKeys else {
                     throw DumpError(
                         .usage, "--keys pre-rope needs a dump (a fit from a state file compresses the keys as cached)",
+                        file: options.dump)
+                }
+                guard fit.sinkCount == 0 else {
+                    throw DumpError(
+                        .usage,
+                        "--keep-sinks needs a dump: a state file holds only sums of its tokens, not the sink rows",
                         file: options.dump)
                 }
                 guard !sweep, evalDump == nil else {
@@ -269,7 +283,7 @@ struct FitLowrankCommand: ParsableCommand {
                 opened.append(dump)
                 // With --keys pre-rope, pca and xkv on the pre-RoPE keys too (pca_pre_rope, xkv_pre_rope).
                 let rungs =
-                    try LowRankSweep.run(dump, options: fit, progress: progress.update)
+                    try LowRankSweep.run(dump, options: fit, sinks: result.report.keepSinks, progress: progress.update)
                     + PreRopeSweep.run(dump, options: fit, progress: progress.update)
                 report.sweep = rungs
                 files["sweep.csv"] = Data(FitCSV.sweep(rungs).utf8)
@@ -301,7 +315,7 @@ struct FitLowrankCommand: ParsableCommand {
                 // summary line alone could read as a clean result.
                 let notes = report.notes.map { "kvstat: note: \($0)\n" }.joined()
                 FileHandle.standardError.write(
-                    Data((line + ropeLine(report) + notes + nullLine(report.xkvNull ?? [])).utf8))
+                    Data((line + ropeLine(report) + sinkLine(report) + notes + nullLine(report.xkvNull ?? [])).utf8))
             }
         }
     }
@@ -342,6 +356,26 @@ struct FitLowrankCommand: ParsableCommand {
         return "kvstat: pre-RoPE keys (RoPE θ \(rope.theta), \(rope.style), rotary_dim \(rope.rotaryDim)): key error "
             + "after RoPE \(error(errors.overall["key"])), before RoPE \(error(errors.overall["key_pre_rope"])) ("
             + (report.heldOut == nil ? "fit" : "held-out") + " tokens; manifest.json rope)\n"
+    }
+
+    /// `--keep-sinks`: the rule, and the attention-output error (RMS over layers) with the sinks kept exact and
+    /// without them, so the gain of keeping them is never shown without what it is measured against.
+    func sinkLine(_ report: FitReport) -> String {
+        guard let sinks = report.keepSinks else { return "" }
+        func rms(_ e: AttentionErrors?) -> String {
+            let values = (e?.outputs ?? []).compactMap { $0 }
+            guard !values.isEmpty else { return "undefined" }
+            return String(format: "%.4f", (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot())
+        }
+        let first =
+            sinks.sequences.isEmpty ? "" : " (sequence \(sinks.sequences[0]): \(sinks.positions[0]))"
+        var line = "kvstat: \(sinks.count) sink position(s) per sequence kept exact by \(sinks.rule.rawValue)\(first)"
+        if report.attention != nil {
+            line +=
+                "; attention output error \(rms(report.attention)) with them, \(rms(report.attentionWithoutSinks)) "
+                + "without (manifest.json keep_sinks, attention_without_sinks)"
+        }
+        return line + "\n"
     }
 
     /// xKV's shuffled-token control in one line per kind: the mean over groups of the real gain (null − grouped

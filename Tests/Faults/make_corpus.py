@@ -1044,12 +1044,13 @@ FIT_BAD = [("--rank", v) for v in ("0", "-1", "nan")] + \
     [("--ladder", v) for v in ("0.5,nan", "", "0", "1,2", "0.5,inf", "0.5,-0.25", "a,b")] + \
     [("--granularity", v) for v in ("group:0", "group:-1", "group:x", "bogus")] + \
     [("--method", v) for v in ("bogus", "")] + [("--quant", v) for v in ("int3",)] + \
-    [("--block-tokens", v) for v in ("0", "-5")]
+    [("--block-tokens", v) for v in ("0", "-5")] + \
+    [("--keep-sinks", v) for v in ("-1", "nan", "1.5", "x", "")]
 
 FIT_OK_OR_REFUSED = [("--rank", I64_MAX), ("--keep-ratio", "1e-300"), ("--compression", "1e308"),
                      ("--group-size", I64_MAX), ("--window", I64_MAX), ("--quant-group", I64_MAX),
                      ("--holdout", "0.9999999"), ("--granularity", "group:3"), ("--granularity", f"group:{I64_MAX}"),
-                     ("--ladder", "1e-300"), ("--energy", "1e-300")]
+                     ("--ladder", "1e-300"), ("--energy", "1e-300"), ("--keep-sinks", I64_MAX)]
 
 
 def add_options():
@@ -1850,6 +1851,46 @@ def add_compress():
              codes=(65,), contains=words, group=g)
 
 
+def add_keep_sinks():
+    """`fit-lowrank --keep-sinks K` (docs/fit-lowrank.md, "Attention sinks kept exact")."""
+    g = "keepsinks"
+    fit = ["fit-lowrank", "q.h5", "-o", "fit", "--quiet"]
+    with_queries = good_dump("q.h5", queries=4, T=24)
+
+    def sinks_recorded(count):
+        def extra(ctx, m):
+            sinks = m.get("keep_sinks")
+            if not sinks or sinks.get("count") != count:
+                raise Broken(f"manifest keep_sinks is {sinks!r}, expected count {count}")
+            if any(len(p) != min(count, 24) for p in sinks["positions"]):
+                raise Broken(f"keep_sinks positions {sinks['positions']} are not {count} per sequence")
+        return extra
+    for method in ("pca", "xkv", "matryoshka", "cskv"):
+        case(f"keepsinks-ok-{method}", [*fit, "--method", method, "--keep-sinks", "2", "--window", "4"],
+             with_queries, check=fit_ok(extra=sinks_recorded(2)), group=g)
+    case("keepsinks-ok-sweep-holdout", [*fit, "--keep-sinks", "1", "--sweep", "--holdout", "0.5", "--window", "4"],
+         with_queries, check=fit_ok(sweep=True, extra=sinks_recorded(1)), group=g)
+    case("keepsinks-ok-cskv-int4", [*fit, "--method", "cskv", "--quant", "int4", "--window", "3",
+                                    "--keep-sinks", "3"],
+         with_queries, check=fit_ok(quantized=True, extra=sinks_recorded(3)), group=g)
+    case("keepsinks-ok-every-token", [*fit, "--keep-sinks", "1000"], with_queries,
+         check=fit_ok(extra=sinks_recorded(1000)), group=g)
+    case("keepsinks-ok-no-queries", ["fit-lowrank", "g.h5", "-o", "fit", "--quiet", "--keep-sinks", "2", "--sweep"],
+         good_dump(), check=fit_ok(sweep=True), group=g)
+    case("keepsinks-ok-pre-rope", ["fit-lowrank", "r.h5", "-o", "fit", "--quiet", "--keys", "pre-rope",
+                                   "--keep-sinks", "1", "--sweep"],
+         rope_dump(attrs={"rope_theta": 10000.0}), check=fit_ok(sweep=True), group=g)
+    case("keepsinks-ok-eval", [*fit, "--keep-sinks", "2", "--eval", "e.h5"],
+         chain(with_queries, good_dump("e.h5", queries=4, T=24)), check=fit_ok(extra=sinks_recorded(2)), group=g)
+    case("keepsinks-ok-eval-artifact", ["eval", "--artifact", "art", "q.h5"],
+         chain(with_queries, kvstat_step("fit-lowrank", "q.h5", "-o", "art", "--quiet", "--keep-sinks", "2")),
+         codes=(0,), group=g)
+    case("keepsinks-state", ["fit-lowrank", "a.state.h5", "-o", "fit", "--quiet", "--keep-sinks", "2"],
+         chain(good_dump(seed_name="opt"), kvstat_step("analyze", "g.h5", "-o", "A", "--quiet", "--save-state",
+                                                       "a.state.h5")),
+         codes=(64,), contains=("a.state.h5", "--keep-sinks"), group=g)
+
+
 def build_cases():
     if CASES:
         return CASES
@@ -1868,6 +1909,7 @@ def build_cases():
     add_pre_rope()
     add_xkv_states()
     add_compress()
+    add_keep_sinks()
     return CASES
 
 

@@ -26,6 +26,20 @@ def sampled(positions, count):
     return [positions[len(positions) - 1 if n == 1 else (i * (len(positions) - 1)) // (n - 1)] for i in range(n)]
 
 
+def query_positions(length, queries, causal):
+    """The sampled query positions of a sequence of `length` valid tokens (>= 16 when causal and it has them)."""
+    positions = list(range(length))
+    late = [p for p in positions if p >= 16]
+    return sampled(late if causal and late else positions, queries)
+
+
+def softmax_weights(keys, query):
+    """softmax(keys @ query / sqrt(d)) in float64: keys [seen, d], query [d]."""
+    logits = keys @ query / np.sqrt(query.shape[0])
+    w = np.exp(logits - logits.max())
+    return w / w.sum()
+
+
 def share(dump, out, queries, causal):
     f = h5py.File(dump, "r")
     lengths = [int(x) for x in f["lengths"][:]]
@@ -46,18 +60,14 @@ def share(dump, out, queries, causal):
         value_norm = np.zeros(tokens)
         norm_count = np.zeros(tokens)
         for b, length in enumerate(lengths):
-            positions = list(range(length))
-            late = [p for p in positions if p >= 16]
-            chosen = sampled(late if causal and late else positions, queries)
+            chosen = query_positions(length, queries, causal)
             key_norm[:length] += np.sqrt((k[b, :, :length, :] ** 2).sum(axis=(0, 2)))
             value_norm[:length] += np.sqrt((v[b, :, :length, :] ** 2).sum(axis=(0, 2)))
             norm_count[:length] += 1
             for p in chosen:
                 seen = p + 1 if causal else length
                 for h in range(hq):
-                    logits = k[b, h // per, :seen, :] @ q[b, h, p, :] / np.sqrt(d)
-                    w = np.exp(logits - logits.max())
-                    weight[h, :seen] += w / w.sum()
+                    weight[h, :seen] += softmax_weights(k[b, h // per, :seen, :], q[b, h, p, :])
                     rows[h] += 1
                 uniform[:seen] += 1.0 / seen
                 count += 1

@@ -18,19 +18,10 @@ struct SinkReference: Decodable {
     }
     var layers: [Layer]
 
-    static let script = Fixtures.dumps.deletingLastPathComponent().appendingPathComponent(
-        "attention_sinks_reference.py"
-    ).path
-
     /// Runs python3 with `arguments` (after the script); true when it exited 0.
     @discardableResult
     static func python(_ arguments: [String]) throws -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script] + arguments
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        try Fixtures.runScript("attention_sinks_reference.py", arguments)
     }
 
     static func compute(_ dump: String, queries: Int, causal: Bool) throws -> SinkReference {

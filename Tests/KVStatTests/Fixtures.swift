@@ -30,6 +30,18 @@ enum Fixtures {
         return folder
     }
 
+    /// Runs the fixture script `Tests/Fixtures/<script>` with python3 and `arguments`; true when it exited 0.
+    static func runScript(_ script: String, _ arguments: [String]) throws -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments =
+            ["python3", dumps.deletingLastPathComponent().appendingPathComponent(script).path]
+            + arguments
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }
+
     /// What make_fixtures.py recorded about a good fixture.
     struct Truth: Decodable {
         var layers: Int

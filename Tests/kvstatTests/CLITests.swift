@@ -269,7 +269,7 @@ struct CLI {
         let csv = try String(contentsOfFile: out + "/fit.csv", encoding: .utf8).split(separator: "\n")
         let columns =
             "layer,kind,rank,dimension,fit_error,held_out_error,external_error,xkv_grouped_error,xkv_null_error,"
-            + "xkv_per_layer_error"
+            + "xkv_per_layer_error,attention_logit_error,attention_output_error,attention_output_error_without_sinks"
         #expect(csv.first.map(String.init) == columns)
         #expect(csv.count == 1 + 2 * 3)
         // `kvstat eval` on the same dump reproduces the fit's own errors.

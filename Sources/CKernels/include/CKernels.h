@@ -6,4 +6,5 @@
 #include "DCTKernels.h"
 #include "MomentKernels.h"
 #include "PairKernels.h"
+#include "QuantKernels.h"
 #endif

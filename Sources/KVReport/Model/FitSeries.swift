@@ -30,6 +30,10 @@ public struct FitSeries: Sendable {
         public var heldOutError: Double?
         /// Root mean square of the attention output errors.
         public var attentionError: Double?
+        /// `--keep-sinks`: the sinks kept ("K per sequence, rule") and the attention output error (RMS) with the
+        /// same projections rebuilding the sink rows too; nil without sinks.
+        public var sinks: String? = nil
+        public var attentionErrorWithoutSinks: Double? = nil
     }
 
     /// One series per sweep method or quantization family (`family`; sorted by name, colour = that order): (memory
@@ -55,7 +59,9 @@ public struct FitSeries: Sendable {
                 method: f.method, memoryRatio: f.memoryRatio, compression: f.compression,
                 fitError: f.fit.overallAllKinds,
                 heldOutError: f.heldOut?.overallAllKinds,
-                attentionError: f.attention.flatMap { Self.rms($0.outputs.compactMap { $0 }) })
+                attentionError: f.attention.flatMap { Self.rms($0.outputs.compactMap { $0 }) },
+                sinks: f.keepSinks.map { "\($0.count) per sequence, \($0.rule.rawValue)" },
+                attentionErrorWithoutSinks: f.attentionWithoutSinks.flatMap { Self.rms($0.outputs.compactMap { $0 }) })
         }
     }
 

@@ -31,6 +31,35 @@ public enum AttentionEvaluator {
         _ dump: Dump, runs: TokenRuns, layers: [Int], projections: [Projection], ranks: [Int],
         settings: ReconstructionSettings, queries: Int, causal: Bool
     ) throws -> AttentionErrors {
+        try evaluate(
+            dump, runs: runs, layers: layers, projections: projections, ranks: ranks, settings: settings,
+            queries: queries, causal: causal,
+            variants: [ExactRows(runs, window: settings.window, sinks: settings.sinks)]
+        )[0]
+    }
+
+    /// `--keep-sinks`: the errors with the sinks of `settings.sinks` kept exact, and without them (the same
+    /// projections rebuilding the sink rows too; cskv's window stays exact in both), in one streaming pass.
+    public static func evaluateWithAndWithoutSinks(
+        _ dump: Dump, runs: TokenRuns, layers: [Int], projections: [Projection], ranks: [Int],
+        settings: ReconstructionSettings, queries: Int, causal: Bool
+    ) throws -> (with: AttentionErrors, without: AttentionErrors) {
+        let both = try evaluate(
+            dump, runs: runs, layers: layers, projections: projections, ranks: ranks, settings: settings,
+            queries: queries, causal: causal,
+            variants: [
+                ExactRows(runs, window: settings.window, sinks: settings.sinks),
+                ExactRows(runs, window: settings.window, sinks: nil),
+            ])
+        return (both[0], both[1])
+    }
+
+    /// The errors of each variant of exact rows (`ExactRows`: which rows are stored exactly rather than rebuilt),
+    /// all in one streaming pass: each block is rebuilt once per variant.
+    static func evaluate(
+        _ dump: Dump, runs: TokenRuns, layers: [Int], projections: [Projection], ranks: [Int],
+        settings: ReconstructionSettings, queries: Int, causal: Bool, variants: [ExactRows]
+    ) throws -> [AttentionErrors] {
         guard let queryHeads = dump.shape.queryHeads else {
             throw DumpError(.badData, "has no query tensors: attention-level errors need them", file: dump.path)
         }
@@ -38,10 +67,10 @@ public enum AttentionEvaluator {
         let d = dump.shape.headDim
         let perKV = queryHeads / kvHeads
         let scale = 1 / Double(d).squareRoot()
-        let thresholds = ReconstructionEvaluator.windowThresholds(runs, window: settings.window)
         let scratch = ReadScratch()
-        var logitErrors: [Double?] = []
-        var outputErrors: [Double?] = []
+        let slots = 1 + variants.count  // the exact cache, then each variant
+        var logitErrors = [[Double?]](repeating: [], count: variants.count)
+        var outputErrors = [[Double?]](repeating: [], count: variants.count)
         var bySequence = [[TokenRun]](repeating: [], count: runs.lengths.count)
         for run in runs.runs { bySequence[run.sequence].append(run) }
         let index = ProjectionGroups(projections)
@@ -72,8 +101,8 @@ public enum AttentionEvaluator {
             let postKeys =
                 rope != nil && dump.kinds.contains(.key)
                 ? try TensorReader(dump: dump, layer: layer, kind: .key, scratch: scratch) : nil
-            var logit = (error: 0.0, norm: 0.0)
-            var output = (error: 0.0, norm: 0.0)
+            var logit = [(error: Double, norm: Double)](repeating: (0, 0), count: variants.count)
+            var output = [(error: Double, norm: Double)](repeating: (0, 0), count: variants.count)
             for (sequence, sequenceRuns) in bySequence.enumerated() where !sequenceRuns.isEmpty {
                 let positions = sequenceRuns.flatMap { $0.start..<($0.start + $0.count) }
                 let n = min(queries, positions.count)
@@ -84,12 +113,12 @@ public enum AttentionEvaluator {
                         try queryReader.read(sequence: sequence, start: position, count: 1, into: out, row: i)
                     }
                 }
-                // Online softmax state per (query, head), exact and rebuilt.
-                var state = [OnlineSoftmax](repeating: OnlineSoftmax(d), count: 2 * n * queryHeads)
+                // Online softmax state per (query, head): exact, then rebuilt per variant.
+                var state = [OnlineSoftmax](repeating: OnlineSoftmax(d), count: slots * n * queryHeads)
                 let pieces = TokenRuns(runs: sequenceRuns, lengths: runs.lengths).split(maxCount: settings.blockTokens)
                 for piece in pieces {
                     let rows = piece.count
-                    var blocks: [TensorKind: (exact: [Float], rebuilt: [Float])] = [:]
+                    var blocks: [TensorKind: (exact: [Float], rebuilt: [[Float]])] = [:]
                     for kind in [TensorKind.key, .value] {
                         var r = rebuilders[kind]!
                         let channels = r.reconstructor.channels
@@ -100,12 +129,16 @@ public enum AttentionEvaluator {
                                 try reader.read(sequence: sequence, start: piece.start, count: rows, into: out, row: 0)
                             }
                         }
-                        let (latent, segments) = latentRows(
-                            pieces: [piece][...], rows: rows, excluded: [], thresholds: thresholds)
-                        let rebuilt = r.reconstructor.rebuild(
-                            buffers, rows: rows, latentRow: latent, segments: segments)
                         let index = r.group.firstIndex(of: layer)!
-                        blocks[kind] = (buffers[index], rebuilt[index])
+                        var rebuiltVariants: [[Float]] = []
+                        for exactRows in variants {
+                            let (latent, segments) = latentRows(
+                                pieces: [piece][...], rows: rows, excluded: [], exact: exactRows)
+                            rebuiltVariants.append(
+                                r.reconstructor.rebuild(buffers, rows: rows, latentRow: latent, segments: segments)[
+                                    index])
+                        }
+                        blocks[kind] = (buffers[index], rebuiltVariants)
                         if kind == .key, let rope {
                             let positions = Array(piece.start..<(piece.start + rows))
                             var exact = buffers[index]
@@ -120,12 +153,14 @@ public enum AttentionEvaluator {
                             }
                             blocks[kind] = (
                                 exact,
-                                rope.applied(
-                                    rebuilt[index], rows: rows, heads: kvHeads, headDim: d, positions: positions)
+                                rebuiltVariants.map {
+                                    rope.applied($0, rows: rows, heads: kvHeads, headDim: d, positions: positions)
+                                }
                             )
                         }
                         rebuilders[kind] = r
                     }
+                    let (keys, values) = (blocks[.key]!, blocks[.value]!)
                     for h in 0..<queryHeads {
                         let g = h / perKV
                         for i in 0..<n {
@@ -134,35 +169,46 @@ public enum AttentionEvaluator {
                                 let kRow = t * kvHeads * d + g * d
                                 // Logits in float64: float32 products overflow for |q|·|k| ≳ 1e38.
                                 var exact = 0.0
-                                var approx = 0.0
-                                for j in 0..<d {
-                                    exact += Double(q[qRow + j]) * Double(blocks[.key]!.exact[kRow + j])
-                                    approx += Double(q[qRow + j]) * Double(blocks[.key]!.rebuilt[kRow + j])
-                                }
+                                for j in 0..<d { exact += Double(q[qRow + j]) * Double(keys.exact[kRow + j]) }
                                 exact *= scale
-                                approx *= scale
-                                logit.error += (exact - approx) * (exact - approx)
-                                logit.norm += exact * exact
-                                state[2 * (i * queryHeads + h)].add(exact, value: blocks[.value]!.exact, at: kRow)
-                                state[2 * (i * queryHeads + h) + 1].add(
-                                    approx, value: blocks[.value]!.rebuilt, at: kRow)
+                                let slot = slots * (i * queryHeads + h)
+                                state[slot].add(exact, value: values.exact, at: kRow)
+                                for v in variants.indices {
+                                    var approx = 0.0
+                                    for j in 0..<d {
+                                        approx += Double(q[qRow + j]) * Double(keys.rebuilt[v][kRow + j])
+                                    }
+                                    approx *= scale
+                                    logit[v].error += (exact - approx) * (exact - approx)
+                                    logit[v].norm += exact * exact
+                                    state[slot + 1 + v].add(approx, value: values.rebuilt[v], at: kRow)
+                                }
                             }
                         }
                     }
                 }
-                for s in stride(from: 0, to: state.count, by: 2) {
+                for s in stride(from: 0, to: state.count, by: slots) {
                     let o = state[s].output
-                    let oh = state[s + 1].output
-                    for j in 0..<d {
-                        output.error += (o[j] - oh[j]) * (o[j] - oh[j])
-                        output.norm += o[j] * o[j]
+                    for v in variants.indices {
+                        let oh = state[s + 1 + v].output
+                        for j in 0..<d {
+                            output[v].error += (o[j] - oh[j]) * (o[j] - oh[j])
+                            output[v].norm += o[j] * o[j]
+                        }
                     }
                 }
             }
-            logitErrors.append(logit.norm > 0 ? finite((logit.error / logit.norm).squareRoot()) : nil)
-            outputErrors.append(output.norm > 0 ? finite((output.error / output.norm).squareRoot()) : nil)
+            for v in variants.indices {
+                logitErrors[v].append(
+                    logit[v].norm > 0 ? finite((logit[v].error / logit[v].norm).squareRoot()) : nil)
+                outputErrors[v].append(
+                    output[v].norm > 0 ? finite((output[v].error / output[v].norm).squareRoot()) : nil)
+            }
         }
-        return AttentionErrors(logits: logitErrors, outputs: outputErrors, queriesPerSequence: queries, causal: causal)
+        return variants.indices.map {
+            AttentionErrors(
+                logits: logitErrors[$0], outputs: outputErrors[$0], queriesPerSequence: queries, causal: causal)
+        }
     }
 }
 

@@ -103,7 +103,7 @@ public enum FitArtifacts {
             // The options eval applies (cskv's window and quantization) are checked like the CLI's flags.
             let o = report.options
             guard (1...65_536).contains(o.quantGroup), o.window >= 0, (0...1_000_000).contains(o.attentionQueries),
-                (1...65_536).contains(o.groupSize), o.blockTokens >= 1
+                (1...65_536).contains(o.groupSize), o.blockTokens >= 1, o.sinkCount >= 0
             else {
                 throw DumpError(
                     .badLayout, "manifest's options are out of range (quant_group, window, group_size…)", file: path)

@@ -157,6 +157,9 @@ public struct FitOptions: Sendable, Codable, Equatable {
     public var ropeTheta: Double?
     public var ropeStyle: RotaryEmbedding.Style?
     public var rotaryDim: Int?
+    /// `--keep-sinks K`: K sink positions per sequence kept exact (`KeepSinks`); nil (absent from the manifest)
+    /// for 0, so manifests without it read as before.
+    public var keepSinks: Int?
 
     public init() {}
 
@@ -171,6 +174,7 @@ public struct FitOptions: Sendable, Codable, Equatable {
         case ropeTheta = "rope_theta"
         case ropeStyle = "rope_style"
         case rotaryDim = "rotary_dim"
+        case keepSinks = "keep_sinks"
     }
 }
 
@@ -183,6 +187,9 @@ extension FitOptions {
 }
 
 extension FitOptions {
+    /// Sink positions kept exact per sequence (`--keep-sinks`; 0: none).
+    public var sinkCount: Int { keepSinks ?? 0 }
+
     /// Whether the keys fitted are the pre-RoPE keys (`--keys pre-rope`).
     public var preRopeKeys: Bool { keys == .preRope }
 

@@ -135,6 +135,11 @@ public struct FitReport: Codable, Sendable {
     /// `--keys pre-rope`: the RoPE applied to the rebuilt pre-RoPE keys and where its parameters came from;
     /// nil for post-RoPE fits. Their errors then hold `key_pre_rope` (before RoPE) and `key` (after RoPE).
     public var rope: RopeReport? = nil
+    /// `--keep-sinks`: the sink positions kept exact per sequence and the rule that chose them; nil without.
+    public var keepSinks: KeepSinks? = nil
+    /// `--keep-sinks` on a dump with queries: `attention` recomputed with the same projections rebuilding the
+    /// sink rows too (the sinks not kept), from the same streaming pass; nil without sinks.
+    public var attentionWithoutSinks: AttentionErrors? = nil
 
     enum CodingKeys: String, CodingKey {
         case schema, command, method, options, source, split, layers, units, fit, attention, online, ladder, sweep,
@@ -147,5 +152,7 @@ public struct FitReport: Codable, Sendable {
         case heldOut = "held_out"
         case externalSource = "external_source"
         case xkvNull = "xkv_null"
+        case keepSinks = "keep_sinks"
+        case attentionWithoutSinks = "attention_without_sinks"
     }
 }

@@ -1,5 +1,6 @@
 // Group-wise asymmetric min/max quantization of latents (KIVI's scheme, as CSKV uses it): keys per channel
 // over groups of tokens, values per token over groups of channels; scale and minimum kept as float16.
+import KVNumerics
 
 /// Quantizes and dequantizes a row-major `rows × columns` latent block in place.
 public struct LatentQuantizer: Sendable {
@@ -15,44 +16,21 @@ public struct LatentQuantizer: Sendable {
 
     /// Per channel: each column's values in consecutive row groups of `group` (key latents). Rows of one
     /// block may come from several sequences; `segments` lists the row ranges of each, and groups never
-    /// cross them.
+    /// cross them. Each value becomes `value(code(v, …), …)` with its group's `parameters` (vectorised in
+    /// `QuantKernels`, bit-identical to that definition; tested against it).
     public func quantizeColumns(_ y: UnsafeMutableBufferPointer<Float>, columns: Int, segments: [Range<Int>]) {
         for segment in segments {
             for start in stride(from: segment.lowerBound, to: segment.upperBound, by: group) {
                 let end = min(start + group, segment.upperBound)
-                for c in 0..<columns {
-                    var lo = Float.infinity
-                    var hi = -Float.infinity
-                    for r in start..<end {
-                        let v = y[r * columns + c]
-                        lo = min(lo, v)
-                        hi = max(hi, v)
-                    }
-                    let (scale, zero) = parameters(lo, hi)
-                    for r in start..<end {
-                        y[r * columns + c] = roundTrip(y[r * columns + c], scale: scale, zero: zero)
-                    }
-                }
+                QuantKernels.quantizeColumns(y, columns: columns, rows: start..<end, bits: bits)
             }
         }
     }
 
-    /// Per token: each row's values in consecutive column groups of `group` (value latents).
+    /// Per token: each row's values in consecutive column groups of `group` (value latents), as
+    /// `quantizeColumns` rounds them.
     public func quantizeRows(_ y: UnsafeMutableBufferPointer<Float>, rows: Int, columns: Int) {
-        for r in 0..<rows {
-            for start in stride(from: 0, to: columns, by: group) {
-                let end = min(start + group, columns)
-                var lo = Float.infinity
-                var hi = -Float.infinity
-                for c in start..<end {
-                    let v = y[r * columns + c]
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                }
-                let (scale, zero) = parameters(lo, hi)
-                for c in start..<end { y[r * columns + c] = roundTrip(y[r * columns + c], scale: scale, zero: zero) }
-            }
-        }
+        QuantKernels.quantizeRows(y, rows: rows, columns: columns, group: group, bits: bits)
     }
 
     /// Scale and zero point (the group minimum), each rounded to float16 as they would be stored.

@@ -34,6 +34,13 @@ public enum LowRankFit {
         try MemoryEstimate.fit(dump: dump, options: options, layers: layers.count, runs: split.fit, eval: evalDump)
             .check(file: dump.path)
         let (groups, notes) = ProjectionFitter.groups(of: layers, options: options)
+        // `--keep-sinks K`: K positions per sequence chosen on every selected token (both sides of a hold-out
+        // store them exactly), kept exact everywhere, and left out of the Grams the projections are fitted on.
+        let sinks =
+            options.sinkCount > 0
+            ? try KeepSinks.choose(dump, runs: selected, layers: layers, count: options.sinkCount, options: options)
+            : nil
+        let fitRuns = sinks?.cut(from: split.fit) ?? split.fit
         // `--keys pre-rope`: key_pre_rope is fitted; errors are reported for it and, after RoPE, for key.
         let (kinds, rope) = try fittedKinds(dump, evalDump: evalDump, options: options)
         let reported = rope == nil ? kinds : [.key] + kinds
@@ -47,7 +54,7 @@ public enum LowRankFit {
             var grams: [TensorKind: [GramAccumulator]] = [:]
             for kind in kinds {
                 grams[kind] = try LayerGroupGrams.accumulate(
-                    dump, runs: split.fit, kind: kind, groups: batch,
+                    dump, runs: fitRuns, kind: kind, groups: batch,
                     blockTokens: options.blockTokens, progress: progress)
             }
             let part = try ProjectionFitter.fit(
@@ -57,12 +64,13 @@ public enum LowRankFit {
             fitted.ladderRanks = part.ladderRanks
             if options.method == .xkv {
                 nullControls += try shuffledNull(
-                    dump, runs: split.fit, grams: grams, groups: batch, fitted: part, options: options,
+                    dump, runs: fitRuns, grams: grams, groups: batch, fitted: part, options: options,
                     progress: progress)
             }
         }
         var settings = reconstructionSettings(options)
         settings.rope = rope?.rope
+        settings.sinks = sinks
         let names = names(of: fitted.projections, options: options, groups: groups)
         let ranks = fitted.ranks
         let fitErrors = try ReconstructionEvaluator.evaluate(
@@ -71,9 +79,18 @@ public enum LowRankFit {
             options.holdout > 0
             ? try ReconstructionEvaluator.evaluate(
                 dump, runs: split.eval, projections: fitted.projections, ranks: ranks, settings: settings) : nil
-        let external = try evalDump.map {
-            try ReconstructionEvaluator.evaluate(
-                $0, runs: $0.tokenRuns, projections: fitted.projections, ranks: ranks, settings: settings)
+        // `--eval OTHER`: its sinks are chosen on it by the same rule (positions are a dump's own).
+        var externalSinks: KeepSinks?
+        let external = try evalDump.map { other in
+            var externalSettings = settings
+            if options.sinkCount > 0 {
+                externalSinks = try KeepSinks.choose(
+                    other, runs: other.tokenRuns, layers: layers, count: options.sinkCount, options: options)
+                externalSettings.sinks = externalSinks
+            }
+            return try ReconstructionEvaluator.evaluate(
+                other, runs: other.tokenRuns, projections: fitted.projections, ranks: ranks,
+                settings: externalSettings)
         }
         var ladder: [FitReport.Rung]?
         if options.method == .matryoshka {
@@ -90,7 +107,7 @@ public enum LowRankFit {
                     method: "matryoshka", keepRatio: q,
                     memoryRatio: memoryRatio(
                         fitted.projections, ranks: rungRanks, runs: split.eval, options: options, channels: heads,
-                        headDim: dump.shape.headDim, layers: layers.count),
+                        headDim: dump.shape.headDim, layers: layers.count, sinks: sinks),
                     fitError: onFit.overall(), heldOutError: onHeld?.overall(), ranks: rungRanks)
             }
         }
@@ -100,15 +117,24 @@ public enum LowRankFit {
                 dump, split: split, kinds: kinds, projections: fitted.projections, groups: groups, options: options,
                 errors: heldOut ?? fitErrors)
         }
-        let attention =
-            dump.hasAttendableQueries && options.attentionQueries > 0
-            ? try AttentionEvaluator.evaluate(
-                dump, runs: split.eval, layers: layers, projections: fitted.projections, ranks: ranks,
-                settings: settings, queries: options.attentionQueries, causal: options.causal)
-            : nil
+        // With sinks: the attention errors with them kept exact and without (the same projections rebuilding
+        // the sink rows too), from one streaming pass.
+        var attention: AttentionErrors?
+        var attentionWithoutSinks: AttentionErrors?
+        if dump.hasAttendableQueries && options.attentionQueries > 0 {
+            if sinks != nil {
+                (attention, attentionWithoutSinks) = try AttentionEvaluator.evaluateWithAndWithoutSinks(
+                    dump, runs: split.eval, layers: layers, projections: fitted.projections, ranks: ranks,
+                    settings: settings, queries: options.attentionQueries, causal: options.causal)
+            } else {
+                attention = try AttentionEvaluator.evaluate(
+                    dump, runs: split.eval, layers: layers, projections: fitted.projections, ranks: ranks,
+                    settings: settings, queries: options.attentionQueries, causal: options.causal)
+            }
+        }
         let ratio = memoryRatio(
             fitted.projections, ranks: ranks, runs: split.eval, options: options, channels: heads,
-            headDim: dump.shape.headDim, layers: layers.count)
+            headDim: dump.shape.headDim, layers: layers.count, sinks: sinks)
         let fixed = fitted.projections.reduce(0) { $0 + 4 * ($1.dimension * $1.rank + ($1.mean?.count ?? 0)) }
         var report = FitReport(
             kvstatVersion: version, command: command, method: options.method.rawValue, options: options,
@@ -133,8 +159,11 @@ public enum LowRankFit {
             ladder: ladder, sweep: nil,
             notes: fitted.notes + windowNotes(split.eval, options: options) + (heldOut ?? fitErrors).undefinedNotes()
                 + (dump.kinds.contains(.query) && !dump.hasAttendableQueries
-                    ? ["no attention-level errors: \(dump.unattendableQueriesReason)"] : []))
+                    ? ["no attention-level errors: \(dump.unattendableQueriesReason)"] : [])
+                + sinkNotes(sinks, external: externalSinks, evalPath: evalDump?.path))
         report.rope = rope?.report
+        report.keepSinks = sinks
+        report.attentionWithoutSinks = attentionWithoutSinks
         return LowRankFitResult(projections: fitted.projections, report: report)
     }
 
@@ -161,6 +190,24 @@ public enum LowRankFit {
             }
         }
         return result
+    }
+
+    /// `--keep-sinks`: the rule used, and for `--eval` the positions chosen on the other dump.
+    static func sinkNotes(_ sinks: KeepSinks?, external: KeepSinks?, evalPath: String?) -> [String] {
+        guard let sinks else { return [] }
+        var notes: [String] = []
+        if sinks.rule == .firstTokens {
+            notes.append(
+                "keep-sinks: the dump has no attendable queries, so the first \(sinks.count) selected tokens of each "
+                    + "sequence are kept exact (StreamingLLM's rule)")
+        }
+        if let external, let evalPath {
+            let listed = zip(external.sequences, external.positions).map { "\($0): \($1)" }.joined(separator: "; ")
+            notes.append(
+                "keep-sinks on --eval \(evalPath): chosen on it by rule \(external.rule.rawValue), positions per "
+                    + "sequence \(listed)")
+        }
+        return notes
     }
 
     /// cskv: a note when the recent-token window holds every evaluated token, so nothing was compressed (the
@@ -215,11 +262,12 @@ public enum LowRankFit {
         return FitReport.Errors(tokens: tokens, perLayer: perLayer, overall: overall)
     }
 
-    /// Stored 16-bit units per token ÷ original units per token, over the evaluated sequences: CSKV's window
-    /// tokens count in full, latents count their quantized size and scales.
+    /// Stored 16-bit units per token ÷ original units per token, over the evaluated sequences: rows kept exact
+    /// (CSKV's window, `--keep-sinks` positions; a sink inside the window once) count in full, latents count
+    /// their quantized size and scales.
     static func memoryRatio(
         _ projections: [Projection], ranks: [Int], runs: TokenRuns, options: FitOptions,
-        channels heads: [TensorKind: Int], headDim: Int, layers: Int
+        channels heads: [TensorKind: Int], headDim: Int, layers: Int, sinks: KeepSinks? = nil
     ) -> Double {
         let original = Double(layers) * heads.values.reduce(0) { $0 + Double($1 * headDim) }
         guard original > 0 else { return 0 }
@@ -228,11 +276,12 @@ public enum LowRankFit {
             options.method == .cskv && options.quantization != .none
             ? LatentQuantizer(bits: options.quantization.bits, group: options.quantGroup) : nil
         for (p, r) in zip(projections, ranks) { latent += quantizer?.unitsPerToken(rank: r, kind: p.kind) ?? Double(r) }
-        guard options.method == .cskv, options.window > 0 else { return latent / original }
+        let window = options.method == .cskv ? options.window : 0
+        guard window > 0 || sinks != nil else { return latent / original }
+        let exact = ExactRows(runs, window: window, sinks: sinks).counts(runs)
         var stored = 0.0
-        for length in runs.lengths where length > 0 {
-            let recent = Double(min(options.window, length))
-            stored += recent * original + (Double(length) - recent) * latent
+        for (length, kept) in zip(runs.lengths, exact) where length > 0 {
+            stored += Double(kept) * original + Double(length - kept) * latent
         }
         return stored / (Double(runs.totalTokens) * original)
     }

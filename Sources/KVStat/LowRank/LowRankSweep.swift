@@ -9,15 +9,25 @@ public enum LowRankSweep {
     /// and cskv (window, unquantized: priced from Grams) at each ratio of `options.ladder`, and the quantization
     /// schemes evaluated by streaming (`QuantizationSweep`). Per-unit methods are fitted one layer group at a
     /// time (xKV's G·C-wide Grams exist one at a time).
+    /// With `--keep-sinks` every method also appears as `METHOD+sinks` (`sinksSuffix`): fitted on the Grams less
+    /// the sink rows, priced with them exact and in full in its memory; `sinks` are the fit's positions (chosen
+    /// here, by `KeepSinks.choose`, when nil).
     public static func run(
-        _ dump: Dump, options: FitOptions, progress: ((AnalysisProgress) -> Void)? = nil
+        _ dump: Dump, options: FitOptions, sinks given: KeepSinks? = nil,
+        progress: ((AnalysisProgress) -> Void)? = nil
     ) throws -> [FitReport.Rung] {
         let layers = try dump.selectLayers(options.layers)
+        let selected = try options.selection.runs(of: dump)
         let split = try translatingHDF5Errors(file: dump.path) {
-            try FitSplit(try options.selection.runs(of: dump), holdout: options.holdout)
+            try FitSplit(selected, holdout: options.holdout)
         }
         try MemoryEstimate.sweep(dump: dump, options: options, layers: layers.count, runs: split.fit).check(
             file: dump.path)  // exit 69
+        let sinks =
+            options.sinkCount > 0
+            ? try given
+                ?? KeepSinks.choose(dump, runs: selected, layers: layers, count: options.sinkCount, options: options)
+            : nil
         let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
         let heads = Dictionary(uniqueKeysWithValues: kinds.map { ($0, dump.shape.heads(of: $0)) })
         let heldOut = options.holdout > 0
@@ -52,30 +62,63 @@ public enum LowRankSweep {
             }
         }
 
+        // `--keep-sinks`: the sink rows' own Grams (K rows per sequence: a short pass), subtracted from the
+        // fitted and priced Grams for the `+sinks` points; the norms keep them (their error is 0).
+        var sinkFit: [TensorKind: [GramAccumulator]] = [:]
+        var sinkEval = sinkFit
+        var sinkOldFit = sinkFit
+        var sinkOldEval = sinkFit
+        if let sinks {
+            for kind in kinds {
+                sinkFit[kind] = try grams(sinks.only(in: split.fit), single, kind)
+                sinkEval[kind] = heldOut ? try grams(sinks.only(in: split.eval), single, kind) : sinkFit[kind]
+                if options.window > 0 {
+                    sinkOldFit[kind] = try grams(
+                        sinks.only(in: olderThanWindow(split.fit, window: options.window)), single, kind)
+                    sinkOldEval[kind] =
+                        heldOut
+                        ? try grams(sinks.only(in: olderThanWindow(split.eval, window: options.window)), single, kind)
+                        : sinkOldFit[kind]
+                } else {
+                    (sinkOldFit[kind], sinkOldEval[kind]) = (sinkFit[kind], sinkEval[kind])
+                }
+            }
+        }
+        // Variant 0: the method as it is; variant 1 (with sinks): fitted without the sink rows, which are kept.
+        let variants = sinks == nil ? [false] : [false, true]
+        func cut(_ whole: [GramAccumulator]?, _ part: [GramAccumulator]?) -> [GramAccumulator]? {
+            guard let whole, let part else { return whole }
+            return zip(whole, part).map { $0.subtracting($1) }
+        }
+
         // pca (whole layers) and cskv fit the same per-layer Grams at the same widest rung: one decomposition
         // serves both (cskv prices its errors on other tokens, those before its window). Every batch's pca fit
         // is held from pca's pass until cskv's (MemoryEstimate.sweep counts them).
         let cskvSharesPCAFit = options.granularity == .layer
-        var pcaFits: [Int: FittedProjections] = [:]
-        var rungsOf: [FitMethod: [FitReport.Rung]] = [:]
+        var pcaFits: [Int: [FittedProjections]] = [:]
+        var rungsOf: [String: [FitReport.Rung]] = [:]
         var nullRungs: [FitReport.Rung] = []
-        // The quantization points (KIVI, cskv with quantized latents, GEAR), streamed layer by layer in cskv's pass.
+        // The quantization points (KIVI, cskv with quantized latents, GEAR), streamed layer by layer in cskv's
+        // pass; with sinks also cskv's unquantized latents with and without them, for their attention errors.
         var quantized = QuantizationSweep.Totals(
-            schemes: QuantizationSweep.schemes(ladder: ladder, quantGroup: options.quantGroup))
+            schemes: QuantizationSweep.schemes(ladder: ladder, quantGroup: options.quantGroup, sinks: sinks != nil))
         // The per-layer methods first, so that their Grams are dropped before xKV's group Grams exist.
         for method in [FitMethod.pca, .cskv, .matryoshka, .xkv] {
-            if method == .xkv { (fitLayer, evalLayer, oldFit, oldEval) = ([:], [:], [:], [:]) }
+            if method == .xkv {
+                (fitLayer, evalLayer, oldFit, oldEval) = ([:], [:], [:], [:])
+                (sinkFit, sinkEval, sinkOldFit, sinkOldEval) = ([:], [:], [:], [:])
+            }
             var o = options
             o.method = method
             o.quantization = .none
             if method != .cskv { o.window = 0 }
             // One fit per unit at the widest rung; every other rung is a prefix of its basis.
             o.budget = .keepRatio(ladder.last ?? 1)
-            var totals = Totals(rungs: ladder.count)
+            var totals = variants.map { _ in Totals(rungs: ladder.count) }
             // xKV's shuffled-token null (fit tokens only), priced like xKV itself at the same ranks per rung.
             var nullTotals = Totals(rungs: ladder.count)
-            var allProjections: [Projection] = []
-            var allRanks: [[Int]] = ladder.map { _ in [] }
+            var allProjections: [[Projection]] = variants.map { _ in [] }
+            var allRanks: [[[Int]]] = variants.map { _ in ladder.map { _ in [] } }
             let groups = method == .xkv ? ProjectionFitter.groups(of: layers, options: o).groups : single
             // Matryoshka allocates across every unit at once; the other methods go group by group.
             let batches: [[Int]] = method == .matryoshka ? [Array(groups.indices)] : groups.indices.map { [$0] }
@@ -85,83 +128,133 @@ public enum LowRankSweep {
                 var evalGrams = fitGrams
                 var errorFit = fitGrams
                 var errorEval = fitGrams
+                var sinkGrams = fitGrams
+                var sinkEvalGrams = fitGrams
+                var sinkErrorFit = fitGrams
+                var sinkErrorEval = fitGrams
                 for kind in kinds {
                     if method == .xkv {
                         fitGrams[kind] = try grams(split.fit, batchGroups, kind)
                         evalGrams[kind] = heldOut ? try grams(split.eval, batchGroups, kind) : fitGrams[kind]
                         (errorFit[kind], errorEval[kind]) = (fitGrams[kind], evalGrams[kind])
+                        if let sinks {
+                            sinkGrams[kind] = try grams(sinks.only(in: split.fit), batchGroups, kind)
+                            sinkEvalGrams[kind] =
+                                heldOut ? try grams(sinks.only(in: split.eval), batchGroups, kind) : sinkGrams[kind]
+                            (sinkErrorFit[kind], sinkErrorEval[kind]) = (sinkGrams[kind], sinkEvalGrams[kind])
+                        }
                     } else {
                         fitGrams[kind] = batch.map { fitLayer[kind]![$0] }
                         evalGrams[kind] = batch.map { evalLayer[kind]![$0] }
                         errorFit[kind] = batch.map { (method == .cskv ? oldFit : fitLayer)[kind]![$0] }
                         errorEval[kind] = batch.map { (method == .cskv ? oldEval : evalLayer)[kind]![$0] }
+                        if sinks != nil {
+                            sinkGrams[kind] = batch.map { sinkFit[kind]![$0] }
+                            sinkEvalGrams[kind] = batch.map { sinkEval[kind]![$0] }
+                            sinkErrorFit[kind] = batch.map { (method == .cskv ? sinkOldFit : sinkFit)[kind]![$0] }
+                            sinkErrorEval[kind] = batch.map { (method == .cskv ? sinkOldEval : sinkEval)[kind]![$0] }
+                        }
                     }
                 }
-                let fitted: FittedProjections
-                if method == .cskv, let shared = pcaFits.removeValue(forKey: bi) {
-                    fitted = shared
-                } else {
-                    fitted = try ProjectionFitter.fit(
-                        grams: fitGrams, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
-                    if method == .pca && cskvSharesPCAFit { pcaFits[bi] = fitted }
-                }
-                let rankTable = ladder.map { q in
-                    method == .matryoshka
-                        ? fitted.ladderRanks[q]!
-                        : fitted.projections.map {
-                            ProjectionFitter.rank(
-                                budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
+                var fittedVariants: [FittedProjections] = []
+                var rankTables: [[[Int]]] = []
+                for (v, withSinks) in variants.enumerated() {
+                    // With sinks: fitted and priced on the Grams less the sink rows (kept exact: no error);
+                    // ‖X‖² still counts them.
+                    var (fitOn, errorOnFit, errorOnEval) = (fitGrams, errorFit, errorEval)
+                    if withSinks {
+                        for kind in kinds {
+                            fitOn[kind] = cut(fitGrams[kind], sinkGrams[kind])
+                            errorOnFit[kind] = cut(errorFit[kind], sinkErrorFit[kind])
+                            errorOnEval[kind] = cut(errorEval[kind], sinkErrorEval[kind])
                         }
+                    }
+                    let fitted: FittedProjections
+                    if method == .cskv, let shared = pcaFits[bi].flatMap({ v < $0.count ? $0[v] : nil }) {
+                        fitted = shared
+                    } else {
+                        fitted = try ProjectionFitter.fit(
+                            grams: fitOn, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
+                        if method == .pca && cskvSharesPCAFit { pcaFits[bi, default: []].append(fitted) }
+                    }
+                    let rankTable = ladder.map { q in
+                        method == .matryoshka
+                            ? fitted.ladderRanks[q]!
+                            : fitted.projections.map {
+                                ProjectionFitter.rank(
+                                    budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
+                            }
+                    }
+                    // Fit errors are priced on the fitted Grams themselves except cskv's (tokens before the window).
+                    totals[v].add(
+                        fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorOnFit,
+                        normGrams: fitGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false,
+                        fittedOn: method != .cskv || options.window == 0)
+                    if heldOut {
+                        totals[v].add(
+                            fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorOnEval,
+                            normGrams: evalGrams, heads: heads, headDim: dump.shape.headDim, heldOut: true,
+                            fittedOn: false)
+                    }
+                    if method == .xkv && !withSinks {
+                        try nullTotals.addShuffledNull(
+                            dump, runs: split.fit, groups: batchGroups, fitGrams: fitGrams, options: o, heads: heads,
+                            ladder: ladder, progress: progress)
+                    }
+                    // Memory accounting needs only shapes and ranks: keep empty-basis copies.
+                    allProjections[v] += fitted.projections.map {
+                        var p = $0
+                        p.basis = Matrix(rows: 0, columns: 0)
+                        return p
+                    }
+                    for ri in ladder.indices { allRanks[v][ri] += rankTable[ri] }
+                    fittedVariants.append(fitted)
+                    rankTables.append(rankTable)
                 }
-                // Fit errors are priced on the fitted Grams themselves except cskv's (tokens before the window).
-                totals.add(
-                    fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorFit,
-                    normGrams: fitGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false,
-                    fittedOn: method != .cskv || options.window == 0)
-                if heldOut {
-                    totals.add(
-                        fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorEval,
-                        normGrams: evalGrams, heads: heads, headDim: dump.shape.headDim, heldOut: true,
-                        fittedOn: false)
-                }
-                if method == .xkv {
-                    try nullTotals.addShuffledNull(
-                        dump, runs: split.fit, groups: batchGroups, fitGrams: fitGrams, options: o, heads: heads,
-                        ladder: ladder, progress: progress)
-                }
-                // Memory accounting needs only shapes and ranks: keep empty-basis copies.
-                allProjections += fitted.projections.map {
-                    var p = $0
-                    p.basis = Matrix(rows: 0, columns: 0)
-                    return p
-                }
-                for ri in ladder.indices { allRanks[ri] += rankTable[ri] }
                 if method == .cskv {
+                    pcaFits[bi] = nil
                     try quantized.addLayer(
                         dump, layer: batchGroups[0][0], split: split, heldOut: heldOut, options: options,
-                        cskv: fitted.projections, cskvRanks: rankTable, ladder: ladder)
+                        cskv: fittedVariants[0].projections, cskvRanks: rankTables[0], ladder: ladder,
+                        sinks: sinks.map { ($0, fittedVariants[1].projections, rankTables[1]) })
                 }
             }
-            for (ri, q) in ladder.enumerated() {
-                let memory = LowRankFit.memoryRatio(
-                    allProjections, ranks: allRanks[ri], runs: split.eval, options: o, channels: heads,
-                    headDim: dump.shape.headDim, layers: layers.count)
-                rungsOf[method, default: []].append(
-                    FitReport.Rung(
-                        method: method.rawValue, keepRatio: q, memoryRatio: memory,
-                        fitError: totals.overall(ri, heldOut: false),
-                        heldOutError: heldOut ? totals.overall(ri, heldOut: true) : nil,
-                        ranks: nil))
-                if method == .xkv {
-                    nullRungs.append(
+            for (v, withSinks) in variants.enumerated() {
+                let name = method.rawValue + (withSinks ? sinksSuffix : "")
+                for (ri, q) in ladder.enumerated() {
+                    let memory = LowRankFit.memoryRatio(
+                        allProjections[v], ranks: allRanks[v][ri], runs: split.eval, options: o, channels: heads,
+                        headDim: dump.shape.headDim, layers: layers.count, sinks: withSinks ? sinks : nil)
+                    rungsOf[name, default: []].append(
                         FitReport.Rung(
-                            method: nullMethod, keepRatio: q, memoryRatio: memory,
-                            fitError: nullTotals.overall(ri, heldOut: false), heldOutError: nil, ranks: nil))
+                            method: name, keepRatio: q, memoryRatio: memory,
+                            fitError: totals[v].overall(ri, heldOut: false),
+                            heldOutError: heldOut ? totals[v].overall(ri, heldOut: true) : nil,
+                            ranks: nil))
+                    if method == .xkv && !withSinks {
+                        nullRungs.append(
+                            FitReport.Rung(
+                                method: nullMethod, keepRatio: q, memoryRatio: memory,
+                                fitError: nullTotals.overall(ri, heldOut: false), heldOutError: nil, ranks: nil))
+                    }
                 }
             }
         }
-        return FitMethod.allCases.flatMap { rungsOf[$0] ?? [] } + nullRungs + quantized.rungs(heldOut: heldOut)
+        // cskv's unquantized streamed points give the `cskv` and `cskv+sinks` rows their attention errors; they
+        // are the same fits as those rows (priced from Grams), so they are not rows of their own.
+        let streamed = quantized.rungs(heldOut: heldOut)
+        for rung in streamed where QuantizationSweep.isLowRank(rung.method) {
+            if let i = rungsOf[rung.method]?.firstIndex(where: { $0.keepRatio == rung.keepRatio }) {
+                rungsOf[rung.method]![i].attentionOutputError = rung.attentionOutputError
+            }
+        }
+        let names = FitMethod.allCases.flatMap { m in variants.map { m.rawValue + ($0 ? sinksSuffix : "") } }
+        return names.flatMap { rungsOf[$0] ?? [] } + nullRungs
+            + streamed.filter { !QuantizationSweep.isLowRank($0.method) }
     }
+
+    /// The suffix of the sweep's methods fitted and priced with `--keep-sinks` (`pca+sinks`, `cskv+sinks`, …).
+    public static let sinksSuffix = "+sinks"
 
     /// The sweep's name for xKV's shuffled-token null.
     public static let nullMethod = "xkv_null"

@@ -21,9 +21,14 @@ public enum QuantizationSweep {
         /// projection fitted on the fit tokens' residual Gram, float16 latents); then, per token, the
         /// round(sparse·C) largest remaining |errors| stored exactly (float16 value + 16-bit channel index).
         case gear(bits: Int, rankFraction: Double, sparse: Double)
+        /// `--keep-sinks` only: cskv's per-layer projection at `keepRatio`, latents unquantized (float16), the
+        /// window exact and, with `sinks`, the sink rows too (the projection fitted without them). These are the
+        /// sweep's `cskv` and `cskv+sinks` points; streamed for their attention-output errors.
+        case lowRank(keepRatio: Double, sinks: Bool)
 
         public var name: String {
             switch self {
+            case .lowRank(_, let sinks): return "cskv" + (sinks ? LowRankSweep.sinksSuffix : "")
             case .kivi(let bits, let group): return "kivi-int\(bits)-g\(group)"
             case .cskv(let bits, _, _): return "cskv-int\(bits)"
             case .gear(let bits, let r, let s): return "gear-int\(bits)-r\(r)-s\(s)"
@@ -37,12 +42,14 @@ public enum QuantizationSweep {
             case .kivi(let bits, _): return Double(bits) / 16
             case .cskv(_, _, let q): return q
             case .gear(let bits, let r, let s): return Double(bits) / 16 + r + 2 * s
+            case .lowRank(let q, _): return q
             }
         }
 
         var bits: Int {
             switch self {
             case .kivi(let b, _), .cskv(let b, _, _), .gear(let b, _, _): return b
+            case .lowRank: return 16
             }
         }
 
@@ -50,6 +57,7 @@ public enum QuantizationSweep {
             switch self {
             case .kivi(_, let g), .cskv(_, let g, _): return g
             case .gear: return QuantizationSweep.gearGroup
+            case .lowRank: return 1
             }
         }
     }
@@ -66,10 +74,17 @@ public enum QuantizationSweep {
     /// Bits of cskv's quantized latents in the sweep, each at every keep ratio of the ladder.
     public static let cskvBits = [4, 8]
 
-    /// Every scheme of a sweep over `ladder` with cskv's quantization group `quantGroup`, in row order.
-    public static func schemes(ladder: [Double], quantGroup: Int) -> [Scheme] {
+    /// Every scheme of a sweep over `ladder` with cskv's quantization group `quantGroup`, in row order; with
+    /// `sinks`, then cskv's unquantized latents without and with the sinks kept (`lowRank`) at every keep ratio.
+    public static func schemes(ladder: [Double], quantGroup: Int, sinks: Bool = false) -> [Scheme] {
         kiviLadder + cskvBits.flatMap { b in ladder.map { Scheme.cskv(bits: b, group: quantGroup, keepRatio: $0) } }
             + gearLadder
+            + (sinks ? [false, true].flatMap { k in ladder.map { Scheme.lowRank(keepRatio: $0, sinks: k) } } : [])
+    }
+
+    /// Whether a row of `Totals.rungs` is a `lowRank` scheme (merged into the Gram-priced cskv rows).
+    public static func isLowRank(_ method: String) -> Bool {
+        method == "cskv" || method == "cskv" + LowRankSweep.sinksSuffix
     }
 
     /// Squared errors and norms per scheme and (kind, layer), stored and original 16-bit units, and the
@@ -121,9 +136,12 @@ public enum QuantizationSweep {
         /// over the fit tokens and, with held-out tokens, one over those (the evaluated set: memory and attention).
         /// `cskv` holds the layer's cskv projections (one per kind, widest rung) and `cskvRanks[ri][i]` the rank
         /// of projection i at ladder rung ri.
+        /// `sinks`: the kept positions with the layer's cskv projections fitted without them and their ranks, for
+        /// the `lowRank` schemes with sinks.
         public mutating func addLayer(
             _ dump: Dump, layer: Int, split: FitSplit, heldOut: Bool, options: FitOptions, cskv: [Projection],
-            cskvRanks: [[Int]], ladder: [Double]
+            cskvRanks: [[Int]], ladder: [Double],
+            sinks: (positions: KeepSinks, cskv: [Projection], ranks: [[Int]])? = nil
         ) throws {
             let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
             let headDim = dump.shape.headDim
@@ -134,13 +152,29 @@ public enum QuantizationSweep {
             var rebuilders = [TensorKind: [Rebuilder]]()
             for kind in kinds {
                 rebuilders[kind] = schemes.map { scheme in
-                    Rebuilder(
+                    // The `lowRank` scheme with sinks rebuilds through the projections fitted without them.
+                    var (projections, ranks) = (cskv, cskvRanks)
+                    if case .lowRank(_, true) = scheme, let sinks { (projections, ranks) = (sinks.cskv, sinks.ranks) }
+                    return Rebuilder(
                         scheme: scheme, kind: kind, layer: layer, channels: channels[kind]!,
-                        cskv: cskv.first { $0.kind == kind },
+                        cskv: projections.first { $0.kind == kind },
                         cskvRank: { q in
                             let ri = ladder.firstIndex(of: q)!
-                            return cskvRanks[ri][cskv.firstIndex { $0.kind == kind }!]
+                            return ranks[ri][projections.firstIndex { $0.kind == kind }!]
                         }, residualBasis: residualBases[kind]?[scheme.name])
+                }
+            }
+            // Per kind, cskv's projections at the widest rank any scheme uses, for the latents they share.
+            var wide = [TensorKind: [Bool: GroupReconstructor]]()
+            for kind in kinds {
+                for sinksVariant in [false, true] {
+                    let users = rebuilders[kind]!.filter { $0.cskv != nil && $0.usesSinkProjections == sinksVariant }
+                    guard let rank = users.map(\.rank).max(), let projection = users[0].cskv?.projections[0] else {
+                        continue
+                    }
+                    wide[kind, default: [:]][sinksVariant] = GroupReconstructor(
+                        projections: [projection], ranks: [rank], layers: [layer], channels: channels[kind]!,
+                        kind: kind, quantizer: nil)
                 }
             }
             let queries =
@@ -151,15 +185,16 @@ public enum QuantizationSweep {
             for (runs, held, evaluated) in sets {
                 try pass(
                     dump, layer: layer, runs: runs, held: held, evaluated: evaluated, kinds: kinds,
-                    channels: channels, rebuilders: &rebuilders, queries: evaluated ? queries : 0, options: options)
+                    channels: channels, rebuilders: &rebuilders, wide: wide, queries: evaluated ? queries : 0,
+                    options: options, sinks: sinks?.positions)
             }
         }
 
         /// One streaming pass over `runs` for one layer: every scheme rebuilds every block.
         mutating func pass(
             _ dump: Dump, layer: Int, runs: TokenRuns, held: Bool, evaluated: Bool, kinds: [TensorKind],
-            channels: [TensorKind: Int], rebuilders: inout [TensorKind: [Rebuilder]], queries: Int,
-            options: FitOptions
+            channels: [TensorKind: Int], rebuilders: inout [TensorKind: [Rebuilder]],
+            wide: [TensorKind: [Bool: GroupReconstructor]], queries: Int, options: FitOptions, sinks: KeepSinks? = nil
         ) throws {
             let scratch = ReadScratch()
             let readers = try Dictionary(
@@ -168,7 +203,9 @@ public enum QuantizationSweep {
                 })
             let queryReader =
                 queries > 0 ? try TensorReader(dump: dump, layer: layer, kind: .query, scratch: scratch) : nil
-            let thresholds = ReconstructionEvaluator.windowThresholds(runs, window: options.window)
+            let exact = ExactRows(runs, window: options.window, sinks: nil)
+            // The `lowRank` scheme with sinks keeps the sink rows exact too.
+            let exactWithSinks = ExactRows(runs, window: options.window, sinks: sinks)
             var bySequence = [[TokenRun]](repeating: [], count: runs.lengths.count)
             for run in runs.runs { bySequence[run.sequence].append(run) }
             var attentionError = [(error: Double, norm: Double)](repeating: (0, 0), count: schemes.count)
@@ -193,6 +230,7 @@ public enum QuantizationSweep {
                     // The exact blocks of both kinds, with their rows left out, quantized rows and segments.
                     var blocks: [TensorKind: (x: [Float], excluded: Set<Int>, latent: [Bool], segments: [Range<Int>])] =
                         [:]
+                    var sinkRows: [TensorKind: (latent: [Bool], segments: [Range<Int>])] = [:]
                     var masked = [Bool](repeating: false, count: rows)
                     for kind in kinds {
                         let c = channels[kind]!
@@ -209,7 +247,11 @@ public enum QuantizationSweep {
                             for i in (r * c)..<((r + 1) * c) { x[i] = 0 }
                         }
                         let (latent, segments) = latentRows(
-                            pieces: [piece][...], rows: rows, excluded: excluded, thresholds: thresholds)
+                            pieces: [piece][...], rows: rows, excluded: excluded, exact: exact)
+                        if sinks != nil {
+                            sinkRows[kind] = latentRows(
+                                pieces: [piece][...], rows: rows, excluded: excluded, exact: exactWithSinks)
+                        }
                         let key = "\(kind)/\(layer)"
                         let norm = QuantizationSweep.squaredDistance(
                             x, [Float](repeating: 0, count: x.count), rows: rows, channels: c, excluded: excluded)
@@ -222,13 +264,19 @@ public enum QuantizationSweep {
                             variant: 0, keys: blocks[.key]!.x, values: blocks[.value]!.x, rows: rows,
                             start: piece.start, masked: masked)
                     }
-                    // One scheme at a time, so that only one rebuilt block per kind is held.
+                    var caches = Dictionary(
+                        uniqueKeysWithValues: kinds.map { ($0, BlockCache(wide: wide[$0] ?? [:], schemes: schemes)) })
+                    // One scheme at a time, so that only one rebuilt block per kind is held (besides the cache).
                     for (s, scheme) in schemes.enumerated() {
                         var rebuilt: [TensorKind: [Float]] = [:]
                         for kind in kinds {
-                            let (x, excluded, latent, segments) = blocks[kind]!
+                            var (x, excluded, latent, segments) = blocks[kind]!
+                            if case .lowRank(_, true) = scheme, let rows = sinkRows[kind] {
+                                (latent, segments) = rows
+                            }
                             let c = channels[kind]!
-                            let y = rebuilders[kind]![s].rebuild(x, rows: rows, latent: latent, segments: segments)
+                            let y = rebuilders[kind]![s].rebuild(
+                                x, rows: rows, latent: latent, segments: segments, cache: &caches[kind]!)
                             let error = QuantizationSweep.squaredDistance(
                                 x, y, rows: rows, channels: c, excluded: excluded)
                             if held {
@@ -280,6 +328,7 @@ public enum QuantizationSweep {
         let width: Int
         if case .cskv = scheme { width = rank } else { width = c }
         let g = scheme.group
+        if case .lowRank = scheme { return Double((rows - latentRows) * c + latentRows * rank) }
         let codes = Double(latentRows * width * scheme.bits) / 16
         let parameters =
             kind == .key
@@ -341,8 +390,9 @@ public enum QuantizationSweep {
         for kind in kinds {
             let c = channels[kind]!
             let reader = try TensorReader(dump: dump, layer: layer, kind: kind, scratch: scratch)
-            var grams = bitsUsed.map { _ in [Double](repeating: 0, count: c * c) }
-            var product = [Float](repeating: 0, count: c * c)
+            // Lower triangles, packed (`BLAS.accumulateGram`).
+            var grams = bitsUsed.map { _ in [Double](repeating: 0, count: c * (c + 1) / 2) }
+            var product: [Float] = []
             for piece in runs.split(maxCount: options.blockTokens) {
                 let rows = piece.count
                 var x = [Float](repeating: 0, count: rows * c)
@@ -374,24 +424,32 @@ public enum QuantizationSweep {
                     if !scale.isIdentity { for i in e.indices { e[i] *= scale.factor } }
                     let energy = scale.undo(power: 2)
                     e.withUnsafeBufferPointer { eb in
-                        product.withUnsafeMutableBufferPointer {
-                            BLAS.multiply(eb, eb, m: c, n: c, k: rows, transposeA: true, into: $0)
-                        }
+                        BLAS.accumulateGram(
+                            eb, rows: rows, columns: c, into: &grams[b], scratch: &product, multiplier: energy)
                     }
-                    for i in 0..<(c * c) { grams[b][i] += Double(product[i]) * energy }
                 }
             }
-            for scheme in gears {
-                guard case .gear(let bits, let fraction, _) = scheme else { continue }
-                let r = residualRank(fraction, channels: c)
-                let gram = Matrix(rows: c, columns: c, values: grams[bitsUsed.firstIndex(of: bits)!])
-                guard gram.values.allSatisfy(\.isFinite) else {
-                    result[kind, default: [:]][scheme.name] = Matrix(rows: c, columns: 0)
-                    continue
+            // One decomposition per bit width, at the widest residual rank of its schemes; each scheme takes a
+            // prefix of the vectors.
+            for bits in bitsUsed {
+                let users = gears.filter { $0.bits == bits }
+                let widest =
+                    users.map { scheme -> Int in
+                        guard case .gear(_, let fraction, _) = scheme else { return 0 }
+                        return residualRank(fraction, channels: c)
+                    }.max() ?? 0
+                let gram = Matrix.fromPackedLower(grams[bitsUsed.firstIndex(of: bits)!], n: c)
+                let finite = gram.values.allSatisfy(\.isFinite)
+                let vectors =
+                    finite && widest > 0
+                    ? try SymmetricEigen(gram, topVectors: widest).vectors! : Matrix(rows: c, columns: 0)
+                for scheme in users {
+                    guard case .gear(_, let fraction, _) = scheme else { continue }
+                    let r = finite ? residualRank(fraction, channels: c) : 0
+                    var basis = [Float](repeating: 0, count: c * r)
+                    for i in 0..<c { for j in 0..<r { basis[i * r + j] = Float(vectors.values[i * widest + j]) } }
+                    result[kind, default: [:]][scheme.name] = Matrix(rows: c, columns: r, values: basis)
                 }
-                let vectors = try SymmetricEigen(gram, topVectors: r).vectors ?? Matrix(rows: c, columns: 0)
-                result[kind, default: [:]][scheme.name] = Matrix(
-                    rows: c, columns: r, values: vectors.values.map { Float($0) })
             }
         }
         return result
@@ -443,6 +501,55 @@ public enum QuantizationSweep {
         return q
     }
 
+    /// Work shared by the schemes on one block of one kind, each piece formed at most once: KIVI's quantized
+    /// block per (bits, group) (the KIVI points and GEAR's first stage), and cskv's latents at the widest rank
+    /// of the ladder, per projection set (fitted with or without the sink rows) — every rung's latents are a
+    /// prefix of them.
+    struct BlockCache {
+        /// The reconstructors at the widest rank, by whether they use the projections fitted without sinks.
+        var wide: [Bool: GroupReconstructor]
+        /// The (bits, group) of KIVI results that more than one scheme uses (only those are kept).
+        private let shared: Set<Int>
+        private var quantized: [Int: [Float]] = [:]
+        private var wideLatents: [Bool: [Float]] = [:]
+
+        init(wide: [Bool: GroupReconstructor], schemes: [Scheme]) {
+            self.wide = wide
+            let keys = schemes.compactMap { scheme -> Int? in
+                switch scheme {
+                case .kivi, .gear: return BlockCache.key(bits: scheme.bits, group: scheme.group)
+                case .cskv, .lowRank: return nil
+                }
+            }
+            shared = Set(keys.filter { key in keys.filter { $0 == key }.count > 1 })
+        }
+
+        static func key(bits: Int, group: Int) -> Int { bits << 32 | group }
+
+        /// `QuantizationSweep.kivi` of `x` with `quantizer`, formed once per (bits, group).
+        mutating func kivi(
+            _ x: [Float], rows: Int, kind: TensorKind, quantizer: LatentQuantizer, latent: [Bool],
+            segments: [Range<Int>]
+        ) -> [Float] {
+            let key = BlockCache.key(bits: quantizer.bits, group: quantizer.group)
+            if let known = quantized[key] { return known }
+            let q = QuantizationSweep.kivi(
+                x, rows: rows, channels: x.count / max(rows, 1), kind: kind, quantizer: quantizer, latent: latent,
+                segments: segments)
+            if shared.contains(key) { quantized[key] = q }
+            return q
+        }
+
+        /// (X − μ)P at the widest rank (`rows × rank`, row-major) of the projection set `sinks`.
+        mutating func latents(_ x: [Float], rows: Int, sinks: Bool) -> (values: [Float], rank: Int) {
+            let rank = wide[sinks]!.ranks[0]
+            if let known = wideLatents[sinks] { return (known, rank) }
+            let values = wide[sinks]!.latents([x], rows: rows, projection: 0)
+            wideLatents[sinks] = values
+            return (values, rank)
+        }
+    }
+
     /// Rebuilds blocks of one layer and kind under one scheme.
     struct Rebuilder {
         let scheme: Scheme
@@ -454,13 +561,19 @@ public enum QuantizationSweep {
         var cskv: GroupReconstructor?
         /// GEAR's residual basis, `channels × rank`.
         let residualBasis: Matrix<Float>?
+        /// `lowRank` with sinks: the latents come from the projections fitted without the sink rows.
+        var usesSinkProjections: Bool {
+            if case .lowRank(_, true) = scheme { return true }
+            return false
+        }
 
         init(
             scheme: Scheme, kind: TensorKind, layer: Int, channels: Int, cskv: Projection?, cskvRank: (Double) -> Int,
             residualBasis: Matrix<Float>?
         ) {
             (self.scheme, self.kind, self.channels, self.residualBasis) = (scheme, kind, channels, residualBasis)
-            quantizer = LatentQuantizer(bits: scheme.bits, group: scheme.group)
+            // `lowRank` (16-bit latents) never quantizes; its quantizer is a placeholder.
+            quantizer = LatentQuantizer(bits: min(scheme.bits, 8), group: scheme.group)
             switch scheme {
             case .cskv(_, _, let q):
                 let r = cskvRank(q)
@@ -472,21 +585,42 @@ public enum QuantizationSweep {
                 }
             case .gear(_, let fraction, _): rank = QuantizationSweep.residualRank(fraction, channels: channels)
             case .kivi: rank = 0
+            case .lowRank(let q, _):
+                let r = cskvRank(q)
+                rank = r
+                self.cskv = cskv.map {
+                    GroupReconstructor(
+                        projections: [$0], ranks: [r], layers: [layer], channels: channels, kind: kind, quantizer: nil)
+                }
             }
         }
 
-        mutating func rebuild(_ x: [Float], rows: Int, latent: [Bool], segments: [Range<Int>]) -> [Float] {
+        /// The scheme's rebuilt block (`rows × channels`) of the exact block `x`, taking KIVI's result and cskv's
+        /// latents from `cache` (formed there once per block for every scheme that needs them).
+        mutating func rebuild(
+            _ x: [Float], rows: Int, latent: [Bool], segments: [Range<Int>], cache: inout BlockCache
+        ) -> [Float] {
             switch scheme {
             case .kivi:
-                return kivi(
-                    x, rows: rows, channels: channels, kind: kind, quantizer: quantizer, latent: latent,
-                    segments: segments)
-            case .cskv:
-                return cskv!.rebuild([x], rows: rows, latentRow: latent, segments: segments)[0]
+                return cache.kivi(x, rows: rows, kind: kind, quantizer: quantizer, latent: latent, segments: segments)
+            case .cskv, .lowRank:
+                // Latents at this rank: the first `rank` columns of the widest rung's (the basis is a prefix).
+                let wide = cache.latents(x, rows: rows, sinks: usesSinkProjections)
+                let y = [Float](unsafeUninitializedCapacity: rows * rank) { out, count in
+                    wide.values.withUnsafeBufferPointer { source in
+                        for r in 0..<rows {
+                            for j in 0..<rank { out[r * rank + j] = source[r * wide.rank + j] }
+                        }
+                    }
+                    count = rows * rank
+                }
+                var rebuilt = [x]
+                cskv!.quantizeAndExpand(
+                    y, rows: rows, projection: 0, latentRow: latent, segments: segments, into: &rebuilt)
+                return rebuilt[0]
             case .gear(_, _, let s):
-                var y = kivi(
-                    x, rows: rows, channels: channels, kind: kind, quantizer: quantizer, latent: latent,
-                    segments: segments)
+                var y = cache.kivi(
+                    x, rows: rows, kind: kind, quantizer: quantizer, latent: latent, segments: segments)
                 let c = channels
                 var e = difference(x, y)
                 if let basis = residualBasis, basis.columns == rank, rank > 0 {
@@ -504,35 +638,47 @@ public enum QuantizationSweep {
                             }
                         }
                     }
-                    for r in 0..<rows where latent[r] {
-                        for i in (r * c)..<((r + 1) * c) {
-                            y[i] += back[i]
-                            e[i] = x[i] - y[i]
+                    y.withUnsafeMutableBufferPointer { y in
+                        e.withUnsafeMutableBufferPointer { e in
+                            x.withUnsafeBufferPointer { x in
+                                for r in 0..<rows where latent[r] {
+                                    for i in (r * c)..<((r + 1) * c) {
+                                        y[i] += back[i]
+                                        e[i] = x[i] - y[i]
+                                    }
+                                }
+                            }
                         }
                     }
                 }
                 let k = sparseCount(s, channels: c)
                 if k > 0 {
                     var magnitudes: [Float] = []
-                    for r in 0..<rows where latent[r] {
-                        // The k largest remaining |errors| of the token, stored exactly (the float16 original);
-                        // among equal ones the first channel wins. The k-th largest is found by selection, so a
-                        // row costs O(C), not k scans of it.
-                        magnitudes.removeAll(keepingCapacity: true)
-                        for j in 0..<c where y[r * c + j] != x[r * c + j] { magnitudes.append(abs(e[r * c + j])) }
-                        guard !magnitudes.isEmpty else { continue }
-                        let take = min(k, magnitudes.count)
-                        let threshold = QuantizationSweep.kthLargest(&magnitudes, take)
-                        var above = 0
-                        for j in 0..<c where y[r * c + j] != x[r * c + j] && abs(e[r * c + j]) > threshold {
-                            above += 1
-                        }
-                        var ties = take - above
-                        for j in 0..<c where y[r * c + j] != x[r * c + j] {
-                            let m = abs(e[r * c + j])
-                            if m > threshold || (m == threshold && ties > 0) {
-                                if m == threshold { ties -= 1 }
-                                y[r * c + j] = x[r * c + j]
+                    magnitudes.reserveCapacity(c)
+                    y.withUnsafeMutableBufferPointer { y in
+                        e.withUnsafeBufferPointer { e in
+                            x.withUnsafeBufferPointer { x in
+                                for r in 0..<rows where latent[r] {
+                                    // The k largest remaining |errors| of the token, stored exactly (the float16
+                                    // original); among equal ones the first channel wins. The k-th largest is found
+                                    // by selection, so a row costs O(C), not k scans of it.
+                                    let row = (r * c)..<((r + 1) * c)
+                                    magnitudes.removeAll(keepingCapacity: true)
+                                    for i in row where y[i] != x[i] { magnitudes.append(abs(e[i])) }
+                                    guard !magnitudes.isEmpty else { continue }
+                                    let take = min(k, magnitudes.count)
+                                    let threshold = QuantizationSweep.kthLargest(&magnitudes, take)
+                                    var above = 0
+                                    for i in row where y[i] != x[i] && abs(e[i]) > threshold { above += 1 }
+                                    var ties = take - above
+                                    for i in row where y[i] != x[i] {
+                                        let m = abs(e[i])
+                                        if m > threshold || (m == threshold && ties > 0) {
+                                            if m == threshold { ties -= 1 }
+                                            y[i] = x[i]
+                                        }
+                                    }
+                                }
                             }
                         }
                     }

@@ -54,6 +54,8 @@ public struct ReconstructionSettings: Sendable {
     /// Pre-RoPE key fits: the RoPE of the dump's keys. The `.keyPreRope` projections are then also priced after
     /// RoPE, ‖K_post − RoPE(K̂_pre)‖ against the dump's `key` (RoPE(K_pre) when it has none), as kind `.key`.
     public var rope: RotaryEmbedding? = nil
+    /// `--keep-sinks`: sink positions kept exact like the window (`ExactRows`); nil: none.
+    public var sinks: KeepSinks? = nil
 
     public init() {}
 }
@@ -92,20 +94,31 @@ struct GroupReconstructor {
     ) -> [[Float]] {
         var rebuilt = buffers.map { Array($0[0..<(rows * channels)]) }
         for index in projections.indices {
-            var y = latents(buffers, rows: rows, projection: index, meanScale: meanScale)
-            if let quantizer {
-                let rank = ranks[index]
-                y.withUnsafeMutableBufferPointer { y in
-                    if kind == .value {
-                        quantizer.quantizeRows(y, rows: rows, columns: rank)
-                    } else {
-                        quantizer.quantizeColumns(y, columns: rank, segments: segments)
-                    }
-                }
-            }
-            expand(y, rows: rows, projection: index, latentRow: latentRow, into: &rebuilt, meanScale: meanScale)
+            let y = latents(buffers, rows: rows, projection: index, meanScale: meanScale)
+            quantizeAndExpand(
+                y, rows: rows, projection: index, latentRow: latentRow, segments: segments, into: &rebuilt,
+                meanScale: meanScale)
         }
         return rebuilt
+    }
+
+    /// The second half of `rebuild` for latents `y` of projection `index` formed elsewhere (`latents`, or a
+    /// prefix of a wider projection's): quantized when asked, then expanded into `rebuilt`.
+    mutating func quantizeAndExpand(
+        _ y: consuming [Float], rows: Int, projection index: Int, latentRow: [Bool], segments: [Range<Int>],
+        into rebuilt: inout [[Float]], meanScale: Float = 1
+    ) {
+        if let quantizer {
+            let rank = ranks[index]
+            y.withUnsafeMutableBufferPointer { y in
+                if kind == .value {
+                    quantizer.quantizeRows(y, rows: rows, columns: rank)
+                } else {
+                    quantizer.quantizeColumns(y, columns: rank, segments: segments)
+                }
+            }
+        }
+        expand(y, rows: rows, projection: index, latentRow: latentRow, into: &rebuilt, meanScale: meanScale)
     }
 
     /// y = (X_u − μ)P of projection `index` (its first `ranks[index]` columns) for the block `buffers`
@@ -116,21 +129,36 @@ struct GroupReconstructor {
         let rank = ranks[index]
         let width = p.channels.count
         let dim = p.dimension
-        if input.count < rows * dim { input = [Float](repeating: 0, count: rows * dim) }
         var y = [Float](repeating: 0, count: rows * rank)
-        // X_u: the unit's channels of each layer side by side, minus μ.
-        for r in 0..<rows {
+        guard rank > 0 else { return y }
+        let basis = bases[index]
+        // One layer, all its channels, no mean: the block itself is X_u.
+        if layers.count == 1 && width == channels && p.mean == nil {
+            buffers[0].withUnsafeBufferPointer { x in
+                basis.values.withUnsafeBufferPointer { b in
+                    y.withUnsafeMutableBufferPointer { y in BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y) }
+                }
+            }
+            return y
+        }
+        if input.count < rows * dim { input = [Float](repeating: 0, count: rows * dim) }
+        // X_u: the unit's channels of each layer side by side, minus μ (scaled once, as each element was).
+        let mean = p.mean.map { m in m.map { $0 * meanScale } }
+        input.withUnsafeMutableBufferPointer { out in
             for position in layers.indices {
-                for c in 0..<width {
-                    let column = position * width + c
-                    input[r * dim + column] =
-                        buffers[position][r * channels + p.channels.lowerBound + c]
-                        - (p.mean?[column] ?? 0) * meanScale
+                buffers[position].withUnsafeBufferPointer { source in
+                    for r in 0..<rows {
+                        let from = r * channels + p.channels.lowerBound
+                        let to = r * dim + position * width
+                        if let mean {
+                            for c in 0..<width { out[to + c] = source[from + c] - mean[position * width + c] }
+                        } else {
+                            for c in 0..<width { out[to + c] = source[from + c] }
+                        }
+                    }
                 }
             }
         }
-        guard rank > 0 else { return y }
-        let basis = bases[index]
         input.withUnsafeBufferPointer { x in
             basis.values.withUnsafeBufferPointer { b in
                 y.withUnsafeMutableBufferPointer { y in BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y) }
@@ -149,6 +177,26 @@ struct GroupReconstructor {
         let rank = ranks[index]
         let width = p.channels.count
         let dim = p.dimension
+        // One layer, all its channels: yPᵀ straight into the block, the rows kept exact put back after.
+        if layers.count == 1 && width == channels && rank > 0 {
+            let kept = (0..<rows).filter { !latentRow[$0] }
+            let saved = kept.flatMap { r in rebuilt[0][(r * channels)..<((r + 1) * channels)] }
+            let mean = p.mean.map { m in m.map { $0 * meanScale } }
+            y.withUnsafeBufferPointer { y in
+                bases[index].values.withUnsafeBufferPointer { b in
+                    rebuilt[0].withUnsafeMutableBufferPointer { out in
+                        BLAS.multiply(y, b, m: rows, n: dim, k: rank, transposeB: true, into: out)
+                        if let mean {
+                            for r in 0..<rows { for c in 0..<width { out[r * channels + c] += mean[c] } }
+                        }
+                        for (i, r) in kept.enumerated() {
+                            for c in 0..<channels { out[r * channels + c] = saved[i * channels + c] }
+                        }
+                    }
+                }
+            }
+            return
+        }
         if output.count < rows * dim { output = [Float](repeating: 0, count: rows * dim) }
         if rank == 0 {
             for i in 0..<(rows * dim) { output[i] = 0 }
@@ -162,13 +210,19 @@ struct GroupReconstructor {
                 }
             }
         }
-        for position in layers.indices {
-            for r in 0..<rows where latentRow[r] {
-                for c in 0..<width {
-                    let column = position * width + c
-                    rebuilt[position][r * channels + p.channels.lowerBound + c] =
-                        output[r * dim + column]
-                        + (p.mean?[column] ?? 0) * meanScale
+        let mean = p.mean.map { m in m.map { $0 * meanScale } }
+        output.withUnsafeBufferPointer { source in
+            for position in layers.indices {
+                rebuilt[position].withUnsafeMutableBufferPointer { out in
+                    for r in 0..<rows where latentRow[r] {
+                        let to = r * channels + p.channels.lowerBound
+                        let from = r * dim + position * width
+                        if let mean {
+                            for c in 0..<width { out[to + c] = source[from + c] + mean[position * width + c] }
+                        } else {
+                            for c in 0..<width { out[to + c] = source[from + c] }
+                        }
+                    }
                 }
             }
         }
@@ -180,13 +234,22 @@ struct GroupReconstructor {
 func latentRows(
     pieces: ArraySlice<TokenRun>, rows: Int, excluded: Set<Int>, thresholds: [Int]
 ) -> (latent: [Bool], segments: [Range<Int>]) {
+    latentRows(pieces: pieces, rows: rows, excluded: excluded, exact: ExactRows(thresholds: thresholds))
+}
+
+/// Which rows of a block are stored as latents (not excluded, not kept exact by `exact`: the window or a sink),
+/// and the runs of such rows within one sequence.
+func latentRows(
+    pieces: ArraySlice<TokenRun>, rows: Int, excluded: Set<Int>, exact: ExactRows
+) -> (latent: [Bool], segments: [Range<Int>]) {
     var latent = [Bool](repeating: true, count: rows)
     var segments: [Range<Int>] = []
     var row = 0
     for piece in pieces {
         var segmentStart: Int?
         for i in 0..<piece.count {
-            let stored = !excluded.contains(row + i) && piece.start + i < thresholds[piece.sequence]
+            let stored =
+                !excluded.contains(row + i) && !exact.isExact(sequence: piece.sequence, position: piece.start + i)
             latent[row + i] = stored
             if stored, segmentStart == nil { segmentStart = row + i }
             if !stored, let s = segmentStart {
@@ -209,7 +272,7 @@ public enum ReconstructionEvaluator {
     ) throws -> ReconstructionErrors {
         var errors = ReconstructionErrors()
         let plan = BlockPlan(runs: runs, blockTokens: settings.blockTokens)
-        let thresholds = windowThresholds(runs, window: settings.window)
+        let exact = ExactRows(runs, window: settings.window, sinks: settings.sinks)
         let scratch = ReadScratch()
         let index = ProjectionGroups(projections)
         for key in index.keys {
@@ -235,8 +298,7 @@ public enum ReconstructionEvaluator {
                 let postExcluded =
                     postReaders.isEmpty
                     ? excluded : try plan.readGroup(blockIndex, from: postReaders, into: &postBuffers).excluded
-                let (latent, segments) = latentRows(
-                    pieces: pieces, rows: rows, excluded: excluded, thresholds: thresholds)
+                let (latent, segments) = latentRows(pieces: pieces, rows: rows, excluded: excluded, exact: exact)
                 // A block whose values would overflow float32 in the projection's products (or underflow) is
                 // rebuilt rescaled by a power of two; its squared sums are scaled back in float64.
                 let peak = buffers.prefix(layers.count).reduce(Float(0)) { m, b in

@@ -78,6 +78,17 @@ public struct AttentionMass: Sendable, Equatable {
     public static func measure(
         _ dump: Dump, runs: TokenRuns, layers: [Int], queriesPerSequence: Int, causal: Bool, blockTokens: Int
     ) throws -> AttentionMass {
+        try measure(
+            dump, runs: runs, layers: layers, queriesPerSequence: queriesPerSequence, causal: causal,
+            blockTokens: blockTokens, observe: nil)
+    }
+
+    /// `measure`, with each layer's per-position sums handed to `observe` (when given) instead of being
+    /// finished into `layers`: fit-lowrank's `--keep-sinks` pools them over layers (`KeepSinks.choose`).
+    static func measure(
+        _ dump: Dump, runs: TokenRuns, layers: [Int], queriesPerSequence: Int, causal: Bool, blockTokens: Int,
+        observe: ((Sums) -> Void)?
+    ) throws -> AttentionMass {
         guard let queryHeads = dump.shape.queryHeads, dump.hasAttendableQueries, dump.kinds.contains(.key) else {
             return unmeasured(
                 "Attention-mass sinks cannot be judged: \(dump.unattendableQueriesReason).",
@@ -222,7 +233,7 @@ public struct AttentionMass: Sendable, Equatable {
                     }
                 }
             }
-            result.layers.append(out.finished())
+            if let observe { observe(out) } else { result.layers.append(out.finished()) }
         }
         return result
     }

@@ -307,7 +307,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         case .head: unitHeads = 1
         case .headGroup(let n): unitHeads = n
         }
-        return fit(
+        var e = fit(
             kinds: kinds, layers: layers,
             groupSize: options.method == .xkv ? min(options.groupSize, max(layers, 1)) : 1,
             unitHeads: unitHeads,
@@ -315,6 +315,38 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             rank: rank,
             queryHeads: dump.kinds.contains(.query) ? dump.shape.queryHeads ?? dump.shape.kvHeads : 0,
             headDim: dump.shape.headDim, attentionQueries: options.attentionQueries, longestSequence: longest)
+        if options.sinkCount > 0 {
+            e.add(
+                "--keep-sinks",
+                keepSinks(
+                    dump: dump, options: options, longest: max(longest, eval?.shape.maxTokens ?? 0),
+                    blockRows: min(options.blockTokens, tokens)),
+                hint: "use a smaller --keep-sinks or fewer --attention-queries")
+        }
+        return e
+    }
+
+    /// `--keep-sinks` on top of a fit (counted in full, though it mostly overlaps other stages): the chosen
+    /// positions (8 bytes each per sequence, ≤ 8·T·S), and with attendable queries the attention mass of one
+    /// sequence (`attentionSinks` for one layer, plus 16·T: pooled weights, the positions sorted) and the extra
+    /// rebuilt variant of the attention errors: per sampled (query, head) one more float64 softmax state
+    /// (8·d + 32) and per block two more rebuilt buffers (8·B·C).
+    static func keepSinks(dump: Dump, options: FitOptions, longest: Int, blockRows: Int) -> Int {
+        let positions = Bytes.product(8, min(options.sinkCount, max(longest, 1)), max(dump.shape.sequences, 1))
+        guard dump.hasAttendableQueries, let hq = dump.shape.queryHeads else { return positions }
+        let queries = options.attentionQueries > 0 ? options.attentionQueries : 64
+        // Positions are indexed up to the stored length (a --tokens part may start late).
+        let stored = max(dump.shape.maxTokens, longest)
+        let mass = Bytes.sum(
+            attentionSinks(
+                layers: 1, positions: stored, queryHeads: hq, kvHeads: dump.shape.kvHeads,
+                headDim: dump.shape.headDim, queries: queries, blockRows: blockRows),
+            Bytes.product(16, stored))
+        let n = min(queries, longest)
+        let variant = Bytes.sum(
+            Bytes.product(n, hq, Bytes.sum(Bytes.product(8, dump.shape.headDim), 32)),
+            Bytes.product(8, blockRows, dump.shape.kvHeads, dump.shape.headDim))
+        return Bytes.sum(positions, mass, variant)
     }
 
     /// `kvstat fit-lowrank` from shapes alone (see the type's documentation for the formulas).
@@ -395,7 +427,8 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         }
         var e = fits.max { $0.total < $1.total } ?? fit(dump: dump, options: options, layers: layers, runs: runs)
         let kinds = LowRankFit.kinds.filter(dump.kinds.contains)
-        let sets = (options.holdout > 0 ? 2 : 1) * (options.window > 0 ? 2 : 1)
+        // `--keep-sinks` adds the sink rows' Grams of each set (and pca's `+sinks` bases below).
+        let sets = (options.holdout > 0 ? 2 : 1) * (options.window > 0 ? 2 : 1) * (options.sinkCount > 0 ? 2 : 1)
         let perLayer = kinds.reduce(0) { total, kind in
             let C = Bytes.product(dump.shape.heads(of: kind), dump.shape.headDim)
             return Bytes.sum(total, Bytes.product(8, C, Bytes.sum(C, 1)) / 2, Bytes.product(8, C))
@@ -409,7 +442,22 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
             let rank = Int((widest * Double(C)).rounded(.up))
             return Bytes.sum(total, Bytes.product(4, C, min(max(rank, 1), C)))
         }
-        e.add("pca bases kept for cskv", Bytes.product(layers, bases), hint: "select fewer --layers")
+        e.add(
+            "pca bases kept for cskv", Bytes.product(options.sinkCount > 0 ? 2 : 1, layers, bases),
+            hint: "select fewer --layers")
+        // The quantization pass (`QuantizationSweep`), both kinds of a block at once: per kind seven B × C float32
+        // blocks (the exact block, the two KIVI results GEAR shares, a rebuilt block, GEAR's residual, its
+        // rank-r part and one KIVI in progress), cskv's widest latents B × ⌈q·C⌉ with and without sinks, and
+        // GEAR's two packed residual Grams with one dense C × C copy and its eigensolver's workspace (3·8·C²).
+        let rows = min(options.blockTokens, max(dump.shape.tokens, 1))
+        let pass = kinds.reduce(0) { total, kind in
+            let C = Bytes.product(dump.shape.heads(of: kind), dump.shape.headDim)
+            let rank = min(max(Int((widest * Double(C)).rounded(.up)), 1), C)
+            return Bytes.sum(
+                total, Bytes.product(28, rows, C), Bytes.product(8, rows, rank),
+                Bytes.product(8, C, Bytes.sum(C, 1)), Bytes.product(24, C, C))
+        }
+        e.add("quantization pass blocks", pass, hint: "use a smaller --block-tokens")
         return e
     }
 
