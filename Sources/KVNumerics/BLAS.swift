@@ -68,12 +68,17 @@ public enum BLAS {
     }
 
     /// Row-major float32 `C = op(A) op(B)` (SGEMM): A is `m × k` (`k × m` when `transposeA`), B is `k × n`
-    /// (`n × k` when `transposeB`), C is `m × n`. For projecting token blocks onto bases and back.
+    /// (`n × k` when `transposeB`), C is `m × n`. For projecting token blocks onto bases and back. `ldb`: the
+    /// row stride of B's storage when B is the leading columns of a wider row-major matrix (a basis prefix).
     public static func multiply(
         _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, m: Int, n: Int, k: Int,
-        transposeA: Bool = false, transposeB: Bool = false, into c: UnsafeMutableBufferPointer<Float>
+        transposeA: Bool = false, transposeB: Bool = false, ldb: Int? = nil,
+        into c: UnsafeMutableBufferPointer<Float>
     ) {
-        precondition(a.count >= m * k && b.count >= k * n && c.count >= m * n)
+        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+        let stride = ldb ?? bColumns
+        precondition(stride >= bColumns, "ldb \(stride) is below B's \(bColumns) columns")
+        precondition(a.count >= m * k && c.count >= m * n && (bRows == 0 || b.count >= (bRows - 1) * stride + bColumns))
         guard m > 0, n > 0 else { return }
         guard k > 0 else {
             for i in 0..<(m * n) { c[i] = 0 }
@@ -82,7 +87,7 @@ public enum BLAS {
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), 1, a.baseAddress, Int32(transposeA ? m : k),
-            b.baseAddress, Int32(transposeB ? k : n), 0, c.baseAddress, Int32(n))
+            b.baseAddress, Int32(stride), 0, c.baseAddress, Int32(n))
     }
 
     /// Row-major `A B` in float64 (DGEMM), for the small dense products of finished statistics.

@@ -76,6 +76,14 @@ struct CompressCommand: ParsableCommand {
             }
             let dump = try options.open()
             try FitModel.check(projections, report: manifest, artifact: projectionsPath, against: dump)
+            if manifest.options.sinkCount > 0 {
+                // The compressed format stores cskv's window exactly but not sink rows (docs/compressed-format.md).
+                FileHandle.standardError.write(
+                    Data(
+                        ("kvstat: note: \(artifact): fitted with --keep-sinks \(manifest.options.sinkCount), but the "
+                            + "compressed cache stores the sink rows as latents like the others (its bytes and errors "
+                            + "are those of the fit without kept sinks)\n").utf8))
+            }
             var keep = Array(projections.indices)
             if let layers {
                 let chosen = Set(

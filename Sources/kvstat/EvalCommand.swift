@@ -40,12 +40,19 @@ struct EvalCommand: ParsableCommand {
             settings.rope = manifest.rope?.embedding
             let selected = try selection.resolve(in: dump)
             let runs = try selected.runs(of: dump)
-            // `--keep-sinks` artifacts: sink positions are a dump's own, so they are chosen on this one by the
-            // fit's rule (attention mass with queries, else the first tokens) and kept exact.
+            // `--keep-sinks` artifacts: sink positions are a dump's own, so they are chosen on this one (attention
+            // mass when it has attendable queries, else the first tokens, whatever rule the fit used) and kept exact;
+            // a note on stderr says which rule and positions.
             if manifest.options.sinkCount > 0 {
-                settings.sinks = try KeepSinks.choose(
+                let sinks = try KeepSinks.choose(
                     dump, runs: runs, layers: manifest.layers, count: manifest.options.sinkCount,
                     options: manifest.options)
+                settings.sinks = sinks
+                let first = sinks.sequences.isEmpty ? "" : " (sequence \(sinks.sequences[0]): \(sinks.positions[0]))"
+                FileHandle.standardError.write(
+                    Data(
+                        ("kvstat: note: \(dump.path): \(sinks.count) sink position(s) per sequence kept exact, "
+                            + "chosen on this dump by \(sinks.rule.rawValue)\(first)\n").utf8))
             }
             let errors = try ReconstructionEvaluator.evaluate(
                 dump, runs: runs, projections: projections,

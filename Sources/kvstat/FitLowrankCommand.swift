@@ -373,7 +373,8 @@ struct FitLowrankCommand: ParsableCommand {
         if report.attention != nil {
             line +=
                 "; attention output error \(rms(report.attention)) with them, \(rms(report.attentionWithoutSinks)) "
-                + "without (manifest.json keep_sinks, attention_without_sinks)"
+                + "with the sink rows rebuilt by the same projections (fitted without them; manifest.json keep_sinks, "
+                + "attention_without_sinks)"
         }
         return line + "\n"
     }

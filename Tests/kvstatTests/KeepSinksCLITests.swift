@@ -69,5 +69,13 @@ import Testing
         #expect(!cskv[5].isEmpty && !cskvSinks[5].isEmpty)
         let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
         #expect(html.contains("attention output error without sinks"))
+        // `eval` chooses the sinks on the dump it evaluates and says so; `compress` says it does not keep them.
+        let eval = try CLI.run(["eval", "--artifact", out, CLI.sample])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        #expect(eval.stderr.contains("2 sink position(s) per sequence kept exact, chosen on this dump by"))
+        let cache = Self.temporary("ks-cache") + ".h5"
+        let compress = try CLI.run(["compress", CLI.sample, "--artifact", out, "-o", cache])
+        #expect(compress.status == 0, "\(compress.stderr)")
+        #expect(compress.stderr.contains("fitted with --keep-sinks 2, but the compressed cache stores the sink rows"))
     }
 }

@@ -39,10 +39,6 @@ public struct LatentQuantizer: Sendable {
         return (Float(Float16((hi - lo) / levels)), Float(Float16(lo)))
     }
 
-    func roundTrip(_ v: Float, scale: Float, zero: Float) -> Float {
-        value(code(v, scale: scale, zero: zero), scale: scale, zero: zero)
-    }
-
     /// The stored code of `v` in a group with `scale` and `zero` (from `parameters`): round((v − zero) / scale)
     /// clamped to 0 … 2^bits − 1; 0 when the group is constant (scale 0) or `v` is not finite.
     public func code(_ v: Float, scale: Float, zero: Float) -> UInt8 {

@@ -100,8 +100,12 @@ public enum LowRankSweep {
         var nullRungs: [FitReport.Rung] = []
         // The quantization points (KIVI, cskv with quantized latents, GEAR), streamed layer by layer in cskv's
         // pass; with sinks also cskv's unquantized latents with and without them, for their attention errors.
+        // cskv's unquantized points are streamed only for their attention errors, so only when those exist.
+        let streamsAttention =
+            dump.hasAttendableQueries && kinds.count == 2 && options.attentionQueries > 0
         var quantized = QuantizationSweep.Totals(
-            schemes: QuantizationSweep.schemes(ladder: ladder, quantGroup: options.quantGroup, sinks: sinks != nil))
+            schemes: QuantizationSweep.schemes(
+                ladder: ladder, quantGroup: options.quantGroup, sinks: sinks != nil && streamsAttention))
         // The per-layer methods first, so that their Grams are dropped before xKV's group Grams exist.
         for method in [FitMethod.pca, .cskv, .matryoshka, .xkv] {
             if method == .xkv {
@@ -163,11 +167,17 @@ public enum LowRankSweep {
                     // ‖X‖² still counts them.
                     var (fitOn, errorOnFit, errorOnEval) = (fitGrams, errorFit, errorEval)
                     if withSinks {
+                        // Only cskv prices on other Grams than it fits on, and only --holdout evaluates other
+                        // tokens: the other cuts are the same numbers, shared rather than formed again (an xKV
+                        // group's Gram is (G·C)² / 2 doubles).
                         for kind in kinds {
                             fitOn[kind] = cut(fitGrams[kind], sinkGrams[kind])
-                            errorOnFit[kind] = cut(errorFit[kind], sinkErrorFit[kind])
-                            errorOnEval[kind] = cut(errorEval[kind], sinkErrorEval[kind])
+                            errorOnFit[kind] =
+                                method == .cskv ? cut(errorFit[kind], sinkErrorFit[kind]) : fitOn[kind]
+                            errorOnEval[kind] =
+                                heldOut ? cut(errorEval[kind], sinkErrorEval[kind]) : errorOnFit[kind]
                         }
+                        (sinkGrams, sinkEvalGrams, sinkErrorFit, sinkErrorEval) = ([:], [:], [:], [:])
                     }
                     let fitted: FittedProjections
                     if method == .cskv, let shared = pcaFits[bi].flatMap({ v < $0.count ? $0[v] : nil }) {

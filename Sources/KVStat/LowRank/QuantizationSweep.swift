@@ -75,7 +75,8 @@ public enum QuantizationSweep {
     public static let cskvBits = [4, 8]
 
     /// Every scheme of a sweep over `ladder` with cskv's quantization group `quantGroup`, in row order; with
-    /// `sinks`, then cskv's unquantized latents without and with the sinks kept (`lowRank`) at every keep ratio.
+    /// `sinks`, then cskv's unquantized latents without and with the sinks kept (`lowRank`) at every keep ratio
+    /// (streamed only for their attention errors: the caller asks for them only when there are any).
     public static func schemes(ladder: [Double], quantGroup: Int, sinks: Bool = false) -> [Scheme] {
         kiviLadder + cskvBits.flatMap { b in ladder.map { Scheme.cskv(bits: b, group: quantGroup, keepRatio: $0) } }
             + gearLadder
@@ -209,6 +210,7 @@ public enum QuantizationSweep {
             var bySequence = [[TokenRun]](repeating: [], count: runs.lengths.count)
             for run in runs.runs { bySequence[run.sequence].append(run) }
             var attentionError = [(error: Double, norm: Double)](repeating: (0, 0), count: schemes.count)
+            let sharedKivi = BlockCache.sharedKeys(schemes)
             for (sequence, sequenceRuns) in bySequence.enumerated() where !sequenceRuns.isEmpty {
                 var attention: BlockAttention?
                 if let queryReader, let queryHeads = dump.shape.queryHeads {
@@ -265,9 +267,11 @@ public enum QuantizationSweep {
                             start: piece.start, masked: masked)
                     }
                     var caches = Dictionary(
-                        uniqueKeysWithValues: kinds.map { ($0, BlockCache(wide: wide[$0] ?? [:], schemes: schemes)) })
+                        uniqueKeysWithValues: kinds.map { ($0, BlockCache(wide: wide[$0] ?? [:], shared: sharedKivi)) })
                     // One scheme at a time, so that only one rebuilt block per kind is held (besides the cache).
                     for (s, scheme) in schemes.enumerated() {
+                        // `lowRank` points carry only attention errors: nothing to stream in a pass without them.
+                        if case .lowRank = scheme, attention == nil { continue }
                         var rebuilt: [TensorKind: [Float]] = [:]
                         for kind in kinds {
                             var (x, excluded, latent, segments) = blocks[kind]!
@@ -513,20 +517,24 @@ public enum QuantizationSweep {
         private var quantized: [Int: [Float]] = [:]
         private var wideLatents: [Bool: [Float]] = [:]
 
-        init(wide: [Bool: GroupReconstructor], schemes: [Scheme]) {
-            self.wide = wide
+        init(wide: [Bool: GroupReconstructor], shared: Set<Int>) { (self.wide, self.shared) = (wide, shared) }
+
+        /// The (bits, group) keys of KIVI results that more than one of `schemes` uses.
+        static func sharedKeys(_ schemes: [Scheme]) -> Set<Int> {
             let keys = schemes.compactMap { scheme -> Int? in
                 switch scheme {
                 case .kivi, .gear: return BlockCache.key(bits: scheme.bits, group: scheme.group)
                 case .cskv, .lowRank: return nil
                 }
             }
-            shared = Set(keys.filter { key in keys.filter { $0 == key }.count > 1 })
+            return Set(keys.filter { key in keys.filter { $0 == key }.count > 1 })
         }
 
         static func key(bits: Int, group: Int) -> Int { bits << 32 | group }
 
-        /// `QuantizationSweep.kivi` of `x` with `quantizer`, formed once per (bits, group).
+        /// `QuantizationSweep.kivi` of `x` with `quantizer`, formed once per (bits, group). Every caller on one
+        /// block must pass the same `latent` rows and `segments` (the block's, window only: the KIVI and GEAR
+        /// schemes); a scheme with other exact rows must not use the cache.
         mutating func kivi(
             _ x: [Float], rows: Int, kind: TensorKind, quantizer: LatentQuantizer, latent: [Bool],
             segments: [Range<Int>]
@@ -606,14 +614,17 @@ public enum QuantizationSweep {
             case .cskv, .lowRank:
                 // Latents at this rank: the first `rank` columns of the widest rung's (the basis is a prefix).
                 let wide = cache.latents(x, rows: rows, sinks: usesSinkProjections)
-                let y = [Float](unsafeUninitializedCapacity: rows * rank) { out, count in
-                    wide.values.withUnsafeBufferPointer { source in
-                        for r in 0..<rows {
-                            for j in 0..<rank { out[r * rank + j] = source[r * wide.rank + j] }
+                let y =
+                    rank == wide.rank
+                    ? wide.values
+                    : [Float](unsafeUninitializedCapacity: rows * rank) { out, count in
+                        wide.values.withUnsafeBufferPointer { source in
+                            for r in 0..<rows {
+                                for j in 0..<rank { out[r * rank + j] = source[r * wide.rank + j] }
+                            }
                         }
+                        count = rows * rank
                     }
-                    count = rows * rank
-                }
                 var rebuilt = [x]
                 cskv!.quantizeAndExpand(
                     y, rows: rows, projection: 0, latentRow: latent, segments: segments, into: &rebuilt)

@@ -69,7 +69,8 @@ struct GroupReconstructor {
     let channels: Int
     let kind: TensorKind
     let quantizer: LatentQuantizer?
-    /// Each projection's first `ranks[i]` basis columns, cut once.
+    /// Each projection's basis (`dimension × stored rank`); the first `ranks[i]` columns are used, read in place
+    /// (SGEMM's `ldb`) rather than copied, so the rungs of one projection share its storage.
     private let bases: [Matrix<Float>]
     private var input: [Float] = [], output: [Float] = []
 
@@ -80,7 +81,8 @@ struct GroupReconstructor {
         (self.projections, self.ranks, self.layers, self.channels, self.kind, self.quantizer) = (
             projections, ranks, layers, channels, kind, quantizer
         )
-        bases = zip(projections, ranks).map { p, rank in rank == p.rank ? p.basis : p.truncated(to: rank).basis }
+        precondition(zip(projections, ranks).allSatisfy { $1 <= $0.rank }, "a rank above the stored basis")
+        bases = projections.map(\.basis)
     }
 
     /// The rebuilt `rows × channels` block of each layer from the exact ones (`buffers`, same layout). Rows
@@ -136,7 +138,9 @@ struct GroupReconstructor {
         if layers.count == 1 && width == channels && p.mean == nil {
             buffers[0].withUnsafeBufferPointer { x in
                 basis.values.withUnsafeBufferPointer { b in
-                    y.withUnsafeMutableBufferPointer { y in BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y) }
+                    y.withUnsafeMutableBufferPointer { y in
+                        BLAS.multiply(x, b, m: rows, n: rank, k: dim, ldb: basis.columns, into: y)
+                    }
                 }
             }
             return y
@@ -161,7 +165,9 @@ struct GroupReconstructor {
         }
         input.withUnsafeBufferPointer { x in
             basis.values.withUnsafeBufferPointer { b in
-                y.withUnsafeMutableBufferPointer { y in BLAS.multiply(x, b, m: rows, n: rank, k: dim, into: y) }
+                y.withUnsafeMutableBufferPointer { y in
+                    BLAS.multiply(x, b, m: rows, n: rank, k: dim, ldb: basis.columns, into: y)
+                }
             }
         }
         return y
@@ -173,6 +179,8 @@ struct GroupReconstructor {
         _ y: [Float], rows: Int, projection index: Int, latentRow: [Bool], into rebuilt: inout [[Float]],
         meanScale: Float = 1
     ) {
+        // Nothing to write when every row is kept exact (window, sinks, excluded rows).
+        guard latentRow.contains(true) else { return }
         let p = projections[index]
         let rank = ranks[index]
         let width = p.channels.count
@@ -185,7 +193,8 @@ struct GroupReconstructor {
             y.withUnsafeBufferPointer { y in
                 bases[index].values.withUnsafeBufferPointer { b in
                     rebuilt[0].withUnsafeMutableBufferPointer { out in
-                        BLAS.multiply(y, b, m: rows, n: dim, k: rank, transposeB: true, into: out)
+                        BLAS.multiply(
+                            y, b, m: rows, n: dim, k: rank, transposeB: true, ldb: bases[index].columns, into: out)
                         if let mean {
                             for r in 0..<rows { for c in 0..<width { out[r * channels + c] += mean[c] } }
                         }
@@ -205,7 +214,7 @@ struct GroupReconstructor {
             y.withUnsafeBufferPointer { y in
                 basis.values.withUnsafeBufferPointer { b in
                     output.withUnsafeMutableBufferPointer { out in
-                        BLAS.multiply(y, b, m: rows, n: dim, k: rank, transposeB: true, into: out)
+                        BLAS.multiply(y, b, m: rows, n: dim, k: rank, transposeB: true, ldb: basis.columns, into: out)
                     }
                 }
             }

@@ -321,7 +321,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
                 keepSinks(
                     dump: dump, options: options, longest: max(longest, eval?.shape.maxTokens ?? 0),
                     blockRows: min(options.blockTokens, tokens)),
-                hint: "use a smaller --keep-sinks or fewer --attention-queries")
+                hint: "use fewer --attention-queries")
         }
         return e
     }
@@ -334,7 +334,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     static func keepSinks(dump: Dump, options: FitOptions, longest: Int, blockRows: Int) -> Int {
         let positions = Bytes.product(8, min(options.sinkCount, max(longest, 1)), max(dump.shape.sequences, 1))
         guard dump.hasAttendableQueries, let hq = dump.shape.queryHeads else { return positions }
-        let queries = options.attentionQueries > 0 ? options.attentionQueries : 64
+        let queries = KeepSinks.massQueries(options)
         // Positions are indexed up to the stored length (a --tokens part may start late).
         let stored = max(dump.shape.maxTokens, longest)
         let mass = Bytes.sum(
@@ -413,9 +413,10 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         return e
     }
 
-    /// `kvstat fit-lowrank --sweep`: per-layer Grams of every layer, for fit and held-out tokens and, with a
-    /// window, for the tokens before it (up to 4 sets), plus the largest of the fits of every method at the
-    /// widest rung (xKV: one group's Grams and its null at a time).
+    /// `kvstat fit-lowrank --sweep`: per-layer Grams of every layer, for fit and held-out tokens, with a
+    /// window for the tokens before it and with `--keep-sinks` for the sink rows (up to 8 sets), plus the largest
+    /// of the fits of every method at the widest rung (xKV: one group's Grams and its null at a time), and the
+    /// quantization pass's blocks.
     public static func sweep(dump: Dump, options: FitOptions, layers: Int, runs: TokenRuns) -> MemoryEstimate {
         // The sweep fits every method (xKV with its shuffled-token null) at the ladder's widest rung, whatever
         // --method says: the largest of those fits' estimates.
@@ -445,19 +446,35 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         e.add(
             "pca bases kept for cskv", Bytes.product(options.sinkCount > 0 ? 2 : 1, layers, bases),
             hint: "select fewer --layers")
-        // The quantization pass (`QuantizationSweep`), both kinds of a block at once: per kind seven B × C float32
+        // The quantization pass (`QuantizationSweep`), both kinds of a block at once: per kind eight B × C float32
         // blocks (the exact block, the two KIVI results GEAR shares, a rebuilt block, GEAR's residual, its
-        // rank-r part and one KIVI in progress), cskv's widest latents B × ⌈q·C⌉ with and without sinks, and
-        // GEAR's two packed residual Grams with one dense C × C copy and its eigensolver's workspace (3·8·C²).
+        // rank-r part, one KIVI in progress and the rows kept exact set aside while a block is rebuilt in place),
+        // cskv's widest latents B × ⌈q·C⌉ with and without sinks and one rung's copy of them, and GEAR's two
+        // packed residual Grams, its float32 SSYRK scratch (4·C²), one dense C × C copy and its eigensolver's
+        // workspace (3·8·C²).
         let rows = min(options.blockTokens, max(dump.shape.tokens, 1))
         let pass = kinds.reduce(0) { total, kind in
             let C = Bytes.product(dump.shape.heads(of: kind), dump.shape.headDim)
             let rank = min(max(Int((widest * Double(C)).rounded(.up)), 1), C)
             return Bytes.sum(
-                total, Bytes.product(28, rows, C), Bytes.product(8, rows, rank),
-                Bytes.product(8, C, Bytes.sum(C, 1)), Bytes.product(24, C, C))
+                total, Bytes.product(32, rows, C), Bytes.product(12, rows, rank),
+                Bytes.product(8, C, Bytes.sum(C, 1)), Bytes.product(28, C, C))
         }
         e.add("quantization pass blocks", pass, hint: "use a smaller --block-tokens")
+        // `--keep-sinks` with xKV: per kind, a group's sink-row Gram and the group Gram less it beside the group's
+        // own (and one more of each with --holdout); matryoshka's fits with and without sinks (bases of every
+        // layer, counted like pca's).
+        if options.sinkCount > 0 {
+            let G = min(max(options.groupSize, 1), max(layers, 1))
+            let groupGrams = kinds.reduce(0) { total, kind in
+                let width = Bytes.product(G, dump.shape.heads(of: kind), dump.shape.headDim)
+                return Bytes.sum(total, Bytes.product(8, width, Bytes.sum(width, 1)) / 2)
+            }
+            e.add(
+                "--keep-sinks Grams of an xKV group", Bytes.product(options.holdout > 0 ? 4 : 2, groupGrams),
+                hint: "use a smaller --group-size")
+            e.add("--keep-sinks matryoshka bases", Bytes.product(2, layers, bases), hint: "select fewer --layers")
+        }
         return e
     }
 
