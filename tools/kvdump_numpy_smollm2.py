@@ -413,17 +413,20 @@ def main(argv=None):
         description="Write a KV-cache sample dump of SmolLM2-135M-Instruct (numpy forward pass over its GGUF).")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output HDF5 path (the truth file goes beside it)")
     parser.add_argument("--ask", metavar="QUESTION", help="only answer QUESTION by greedy decoding, and exit")
+    parser.add_argument("--all-layers", action="store_true",
+                        help="dump all 30 layers (about 30 MB; the bundled sample keeps every third)")
     args = parser.parse_args(argv)
 
     model = SmolLM2()
     if args.ask:
         print(greedy(model, chat_prompt(model, [{"role": "user", "content": args.ask}]), max_new_tokens=64))
         return
+    dump_layers = tuple(range(model.layers)) if args.all_layers else DUMP_LAYERS
     texts, sources = sample_texts()
     ids, mask = sample_batch(model, texts, SEQUENCE_LENGTHS)
-    _, captured = forward(model, ids, mask, logits=None, capture_layers=DUMP_LAYERS)
+    _, captured = forward(model, ids, mask, logits=None, capture_layers=dump_layers)
     layers = []
-    for i in DUMP_LAYERS:
+    for i in dump_layers:
         layer = {}
         for kind, x in captured[i].items():
             # Padding is stored as zeros (kvstat excludes it through /lengths); zeros cost gzip nothing.
@@ -444,7 +447,7 @@ def main(argv=None):
         "rope_theta": repr(model.rope_theta),
         "rope_style": "rotate-half",  # kvstat fit-lowrank --keys pre-rope (docs/fit-lowrank.md)
         "rotary_dim": str(model.head_dim),
-        "layers_dumped": ",".join(str(i) for i in DUMP_LAYERS) + f" of {model.layers}",
+        "layers_dumped": ",".join(str(i) for i in dump_layers) + f" of {model.layers}",
         "padding": "right-padded; padded positions hold zeros",
         "tokenizer": ("GPT-2 byte-level BPE from the GGUF metadata (digits split singly), no BOS, "
                       "right-padded with <|im_end|>"),
@@ -453,13 +456,13 @@ def main(argv=None):
     }
     out = os.path.normpath(args.out)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    write_canonical_dump(out, layers, mask, attrs, "float16", layer_numbers=DUMP_LAYERS)
+    write_canonical_dump(out, layers, mask, attrs, "float16", layer_numbers=dump_layers)
     truth_path = os.path.splitext(out)[0] + ".truth.json"
     with open(truth_path, "w") as f:
         json.dump(truth_from_dump(out), f, indent=1)
         f.write("\n")
     batch, heads, tokens, head_dim = layers[0]["query"].shape
-    print(f"wrote {out}: layers {list(DUMP_LAYERS)}; key/key_pre_rope/value [{batch}, {model.kv_heads}, {tokens}, "
+    print(f"wrote {out}: layers {list(dump_layers)}; key/key_pre_rope/value [{batch}, {model.kv_heads}, {tokens}, "
           f"{head_dim}], query [{batch}, {heads}, {tokens}, {head_dim}] float16, lengths {SEQUENCE_LENGTHS}, "
           f"{os.path.getsize(out)} bytes; and {truth_path}")
 
