@@ -1,6 +1,6 @@
 // The vectorised fake-quantization kernels (CKernels/QuantKernels.c, behind LatentQuantizer.quantizeColumns and
-// quantizeRows) against the scalar definition written here from LatentQuantizer's `groupParameters`, `code` and
-// `value`: bit-identical on seeded data of many scales, constant groups, float16 overflow (infinite scale),
+// quantizeRows) against the scalar definition in LatentQuantizer (`encode`, then `value` for each code):
+// bit-identical on seeded data of many scales, constant groups, float16 overflow (infinite scale),
 // float16 subnormal ranges, NaN values, groups that do not divide the width, one row and one column, on every
 // build of the kernels this CPU runs.
 import Foundation
@@ -10,21 +10,15 @@ import Testing
 @testable import KVStat
 
 @Suite struct QuantKernelTests {
-    /// The scalar definition: per group, min and max skipping NaN (Swift's `min`/`max` order), float16-rounded
-    /// scale and minimum, then each value to its code and back.
+    /// The scalar definition (`LatentQuantizer.encode`: per group, min and max skipping NaN, float16-rounded scale
+    /// and minimum, each value's code), each code back to its value.
     static func reference(_ values: [Float], groups: [[Int]], bits: Int) -> [Float] {
         let quantizer = LatentQuantizer(bits: bits, group: 1)
         var out = values
-        for group in groups {
-            var lo = Float.infinity
-            var hi = -Float.infinity
-            for i in group {
-                lo = min(lo, values[i])
-                hi = max(hi, values[i])
-            }
-            let (scale, zero) = quantizer.groupParameters(min: lo, max: hi)
-            for i in group {
-                out[i] = quantizer.value(quantizer.code(values[i], scale: scale, zero: zero), scale: scale, zero: zero)
+        values.withUnsafeBufferPointer { values in
+            for group in groups {
+                let (scale, zero, codes) = quantizer.encode(values, at: group)
+                for (i, code) in zip(group, codes) { out[i] = quantizer.value(code, scale: scale, zero: zero) }
             }
         }
         return out

@@ -261,19 +261,15 @@ public enum Compressor {
             let groups = (rank + group - 1) / group
             scales = [UInt16](repeating: 0, count: n * groups)
             zeros = scales
-            for (i, r) in latentRows.enumerated() {
-                for g in 0..<groups {
-                    let columns = (g * group)..<min(g * group + group, rank)
-                    var lo = Float.infinity
-                    var hi = -Float.infinity
-                    for c in columns {
-                        lo = min(lo, y[r * rank + c])
-                        hi = max(hi, y[r * rank + c])
+            y.withUnsafeBufferPointer { y in
+                for (i, r) in latentRows.enumerated() {
+                    for g in 0..<groups {
+                        let columns = (g * group)..<min(g * group + group, rank)
+                        let (s, z, groupCodes) = quantizer.encode(y, at: columns.map { r * rank + $0 })
+                        scales[i * groups + g] = half(s)
+                        zeros[i * groups + g] = half(z)
+                        for (c, code) in zip(columns, groupCodes) { codes[i * rank + c] = code }
                     }
-                    let (s, z) = quantizer.groupParameters(min: lo, max: hi)
-                    scales[i * groups + g] = half(s)
-                    zeros[i * groups + g] = half(z)
-                    for c in columns { codes[i * rank + c] = quantizer.code(y[r * rank + c], scale: s, zero: z) }
                 }
             }
             try scales.withUnsafeBytes {
@@ -290,18 +286,12 @@ public enum Compressor {
             for (g, start) in starts.enumerated() {
                 let end = g + 1 < starts.count ? starts[g + 1] : block.latentStart + n
                 let local = (start - block.latentStart)..<(end - block.latentStart)
-                for c in 0..<rank {
-                    var lo = Float.infinity
-                    var hi = -Float.infinity
-                    for i in local {
-                        lo = min(lo, y[latentRows[i] * rank + c])
-                        hi = max(hi, y[latentRows[i] * rank + c])
-                    }
-                    let (s, z) = quantizer.groupParameters(min: lo, max: hi)
-                    scales[g * rank + c] = half(s)
-                    zeros[g * rank + c] = half(z)
-                    for i in local {
-                        codes[i * rank + c] = quantizer.code(y[latentRows[i] * rank + c], scale: s, zero: z)
+                y.withUnsafeBufferPointer { y in
+                    for c in 0..<rank {
+                        let (s, z, groupCodes) = quantizer.encode(y, at: local.map { latentRows[$0] * rank + c })
+                        scales[g * rank + c] = half(s)
+                        zeros[g * rank + c] = half(z)
+                        for (i, code) in zip(local, groupCodes) { codes[i * rank + c] = code }
                     }
                 }
             }

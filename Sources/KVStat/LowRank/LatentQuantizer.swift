@@ -53,6 +53,24 @@ public struct LatentQuantizer: Sendable {
         scale > 0 ? Float(code) * scale + zero : zero
     }
 
+    /// One group as it is stored: the float16-rounded scale and minimum of `values[i]` for i in `indices` (NaN
+    /// skipped, Swift's `min`/`max` order) and each value's code, in the order of `indices`. The definition the
+    /// C kernels (`QuantKernels`) reproduce bit for bit, and what `kvstat compress` writes.
+    public func encode(
+        _ values: UnsafeBufferPointer<Float>, at indices: [Int]
+    ) -> (
+        scale: Float, zero: Float, codes: [UInt8]
+    ) {
+        var lo = Float.infinity
+        var hi = -Float.infinity
+        for i in indices {
+            lo = min(lo, values[i])
+            hi = max(hi, values[i])
+        }
+        let (scale, zero) = parameters(lo, hi)
+        return (scale, zero, indices.map { code(values[$0], scale: scale, zero: zero) })
+    }
+
     /// `parameters` for callers outside the module: the float16-rounded scale and minimum of a group.
     public func groupParameters(min lo: Float, max hi: Float) -> (scale: Float, zero: Float) { parameters(lo, hi) }
 

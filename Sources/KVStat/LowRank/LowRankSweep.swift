@@ -187,14 +187,7 @@ public enum LowRankSweep {
                             grams: fitOn, groups: batchGroups, heads: heads, headDim: dump.shape.headDim, options: o)
                         if method == .pca && cskvSharesPCAFit { pcaFits[bi, default: []].append(fitted) }
                     }
-                    let rankTable = ladder.map { q in
-                        method == .matryoshka
-                            ? fitted.ladderRanks[q]!
-                            : fitted.projections.map {
-                                ProjectionFitter.rank(
-                                    budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
-                            }
-                    }
+                    let rankTable = fitted.rankTable(ladder: ladder)
                     // Fit errors are priced on the fitted Grams themselves except cskv's (tokens before the window).
                     totals[v].add(
                         fitted.projections, rankTable: rankTable, groups: batchGroups, errorGrams: errorOnFit,
@@ -211,12 +204,7 @@ public enum LowRankSweep {
                             dump, runs: split.fit, groups: batchGroups, fitGrams: fitGrams, options: o, heads: heads,
                             ladder: ladder, progress: progress)
                     }
-                    // Memory accounting needs only shapes and ranks: keep empty-basis copies.
-                    allProjections[v] += fitted.projections.map {
-                        var p = $0
-                        p.basis = Matrix(rows: 0, columns: 0)
-                        return p
-                    }
+                    allProjections[v] += fitted.shapesOnly
                     for ri in ladder.indices { allRanks[v][ri] += rankTable[ri] }
                     fittedVariants.append(fitted)
                     rankTables.append(rankTable)
@@ -331,12 +319,7 @@ public enum LowRankSweep {
                 let nullGrams = [kind: zip(nulls, real).map { $0 ?? $1 }]
                 let fitted = try ProjectionFitter.fit(
                     grams: nullGrams, groups: groups, heads: heads, headDim: dump.shape.headDim, options: options)
-                let rankTable = ladder.map { q in
-                    fitted.projections.map {
-                        ProjectionFitter.rank(
-                            budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
-                    }
-                }
+                let rankTable = fitted.rankTable(ladder: ladder)
                 add(
                     fitted.projections, rankTable: rankTable, groups: groups, errorGrams: nullGrams,
                     normGrams: nullGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false, fittedOn: true)

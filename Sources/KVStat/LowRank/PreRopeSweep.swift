@@ -53,12 +53,7 @@ public enum PreRopeSweep {
                 }
                 let fitted = try ProjectionFitter.fit(
                     grams: fitGrams, groups: batch, heads: heads, headDim: dump.shape.headDim, options: o)
-                let rankTable = ladder.map { q in
-                    fitted.projections.map {
-                        ProjectionFitter.rank(
-                            budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
-                    }
-                }
+                let rankTable = fitted.rankTable(ladder: ladder)
                 totals.add(
                     fitted.projections, rankTable: rankTable, groups: batch, errorGrams: fitGrams,
                     normGrams: fitGrams, heads: heads, headDim: dump.shape.headDim, heldOut: false, fittedOn: true)
@@ -68,12 +63,7 @@ public enum PreRopeSweep {
                         normGrams: evalGrams, heads: heads, headDim: dump.shape.headDim, heldOut: true,
                         fittedOn: false)
                 }
-                // Memory accounting needs only shapes and ranks.
-                shapes += fitted.projections.map {
-                    var p = $0
-                    p.basis = Matrix(rows: 0, columns: 0)
-                    return p
-                }
+                shapes += fitted.shapesOnly
                 for ri in ladder.indices { allRanks[ri] += rankTable[ri] }
             }
             for (ri, q) in ladder.enumerated() {

@@ -17,6 +17,26 @@ public struct FittedProjections: Sendable {
     public init(projections: [Projection], ranks: [Int], ladderRanks: [Double: [Int]] = [:], notes: [String] = []) {
         (self.projections, self.ranks, self.ladderRanks, self.notes) = (projections, ranks, ladderRanks, notes)
     }
+
+    /// `[rung][projection]`: each projection's rank at every keep ratio of `ladder` — matryoshka's allocation
+    /// where it made one, else the per-unit keep-ratio rank (the sweep prices every rung as a prefix).
+    func rankTable(ladder: [Double]) -> [[Int]] {
+        ladder.map { q in
+            ladderRanks[q]
+                ?? projections.map {
+                    ProjectionFitter.rank(budget: .keepRatio(q), eigenvalues: $0.eigenvalues, dimension: $0.dimension)
+                }
+        }
+    }
+
+    /// The projections without their bases: what memory accounting needs (shapes and ranks), at no memory.
+    var shapesOnly: [Projection] {
+        projections.map {
+            var p = $0
+            p.basis = Matrix(rows: 0, columns: 0)
+            return p
+        }
+    }
 }
 
 public enum ProjectionFitter {
